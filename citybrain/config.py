@@ -1,0 +1,77 @@
+"""Settings of one citybrain node, from defaults, environment variables and CLI flags."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+ENV_PREFIX = "CITYBRAIN_"
+
+# name -> help; every setting is documented here and /-/settings shows them (a test checks the docs)
+SETTING_HELP: dict[str, str] = {
+    "host": "interface the HTTP API listens on",
+    "port": "TCP port of the HTTP API",
+    "store": "state store: a SQLite file path or a postgresql:// URL",
+    "bus": "event bus: 'memory' or a nats:// URL",
+    "node_id": "this node's id (unique in a federation)",
+    "role": "'city' or 'community'",
+    "parent": "nats:// URL of the parent city node (community role)",
+    "area": "place URN this node is responsible for (community role)",
+    "mqtt": "MQTT broker URL for device ingest, or '' for none",
+    "write_batch": "largest number of write batches one transaction commits",
+    "max_body_bytes": "largest HTTP request body accepted",
+}
+
+
+@dataclass
+class Settings:
+    """Everything a node needs to know to start. Every field can be set by CITYBRAIN_<NAME>."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    store: str = "var/citybrain.db"
+    bus: str = "memory"
+    node_id: str = "city"
+    role: str = "city"
+    parent: str = ""
+    area: str = ""
+    mqtt: str = ""
+    write_batch: int = 256
+    max_body_bytes: int = 8 * 1024 * 1024
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from environment variables, then apply non-None overrides."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = int(raw) if f.type in ("int", int) else raw
+        for key, value in overrides.items():
+            if value is not None:
+                values[key] = value
+        return cls(**values)
+
+    def public(self) -> dict[str, Any]:
+        """Return the settings with secrets (passwords, tokens in URLs) redacted."""
+        out = asdict(self)
+        out.pop("extra", None)
+        for key, value in out.items():
+            if isinstance(value, str):
+                out[key] = redact(value)
+        return out
+
+
+_SECRET_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*):(?P<pw>[^@/]*)@", re.I)
+
+
+def redact(value: str) -> str:
+    """Hide the password part of a URL (user:secret@host -> user:***@host)."""
+    value = _SECRET_IN_URL.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)
+    return re.sub(r"(?i)(password|token|secret|apikey)=([^&\s]+)", r"\1=***", value)

@@ -1,0 +1,1 @@
+"""Ingest: observations from any channel, normalised, validated, stored, then published."""

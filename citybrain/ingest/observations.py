@@ -1,0 +1,179 @@
+"""The observation ingest path shared by HTTP, MQTT, replay and federation.
+
+validate → one store batch (state + history, committed) → acknowledge → publish on the bus.
+Anything that cannot be used is rejected with the field that is wrong and kept as a dead letter.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import orjson
+
+from citybrain.clock import normalise_time
+from citybrain.commands import Outcome
+from citybrain.context import Context
+from citybrain.errors import ValidationError
+from citybrain.model.entity import ObservationRow
+from citybrain.store import WriteObservations
+
+if TYPE_CHECKING:
+    from citybrain.model.commands import Directory
+    from citybrain.runtime import CityBrain
+
+OBS_SUBJECT = "cb.obs"
+_ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NUMBER = (int, float)
+
+
+class Rejection(msgspec.Struct, kw_only=True):
+    """Why one submitted observation was not stored."""
+
+    index: int
+    field: str
+    error: str
+
+
+class IngestReport(msgspec.Struct, kw_only=True):
+    """What happened to a submitted batch."""
+
+    stored: int = 0
+    rejected: list[Rejection] = []
+    by_type: dict[str, int] = {}
+
+
+class ObservationBatch(msgspec.Struct, kw_only=True):
+    """The observations.ingest command: raw items as received, plus where they came from."""
+
+    items: list[Any]
+    source: str = "api"
+
+
+_batch_encoder = msgspec.json.Encoder()
+_batch_decoder = msgspec.json.Decoder(list[ObservationRow])
+
+
+def encode_rows(rows: list[ObservationRow]) -> bytes:
+    """Serialise observation rows for the bus (compact arrays)."""
+    return _batch_encoder.encode(rows)
+
+
+def decode_rows(data: bytes) -> list[ObservationRow]:
+    """Parse rows published by encode_rows."""
+    return _batch_decoder.decode(data)
+
+
+def _check_value(value: Any, field: str) -> Any:
+    if value is None:
+        raise ValidationError(f"{field}: value is missing (null)", field=field)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, _NUMBER):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError(f"{field}: {value} is not a finite number", field=field)
+        return value
+    if isinstance(value, str):
+        if len(value) > 10_000:
+            raise ValidationError(f"{field}: text value longer than 10000 characters", field=field)
+        return value
+    if isinstance(value, dict | list):
+        return value
+    raise ValidationError(f"{field}: unsupported value {value!r}", field=field)
+
+
+class Ingest:
+    """Validates and stores observations; keeps counts for summaries and metrics."""
+
+    def __init__(self, rt: CityBrain) -> None:
+        self.rt = rt
+        self.directory: Directory = rt.services["directory"]
+        self.stored_by_type: Counter[str] = Counter()
+        self.rejected = 0
+        self.batches = 0
+
+    def parse(self, items: list[Any]) -> tuple[list[ObservationRow], list[Rejection], Counter[str]]:
+        """Turn raw items into rows; return rows, rejections and counts per entity type."""
+        rows: list[ObservationRow] = []
+        rejected: list[Rejection] = []
+        by_type: Counter[str] = Counter()
+        types = self.directory.types
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise ValidationError("observation: expected a JSON object", field="observation")
+                entity_id = item.get("entity")
+                if not isinstance(entity_id, str) or not entity_id:
+                    raise ValidationError("entity: missing sensor/entity id", field="entity")
+                etype = types.get(entity_id)
+                if etype is None:
+                    raise ValidationError(
+                        f"entity: unknown sensor {entity_id} (provision it before sending observations)",
+                        field="entity",
+                    )
+                observed = item.get("observedAt")
+                if observed is None:
+                    raise ValidationError("observedAt: missing timestamp", field="observedAt")
+                observed_at = normalise_time(observed, "observedAt")
+                unit = item.get("unitCode")
+                if unit is not None and not isinstance(unit, str):
+                    raise ValidationError("unitCode: expected a string", field="unitCode")
+                if "values" in item:
+                    values = item["values"]
+                    if not isinstance(values, dict) or not values:
+                        raise ValidationError("values: expected an object of attribute values", field="values")
+                    new = []
+                    for attr, value in values.items():
+                        if not _ATTR.match(attr):
+                            raise ValidationError(f"values.{attr}: not a valid attribute name", field=f"values.{attr}")
+                        new.append(ObservationRow(entity_id, attr, observed_at,
+                                                  _check_value(value, f"values.{attr}"), unit))
+                    rows.extend(new)
+                    by_type[etype] += len(new)
+                else:
+                    attr = item.get("attr")
+                    if not isinstance(attr, str) or not _ATTR.match(attr):
+                        raise ValidationError(f"attr: {attr!r} is not a valid attribute name", field="attr")
+                    rows.append(ObservationRow(entity_id, attr, observed_at, _check_value(item.get("value"), "value"), unit))
+                    by_type[etype] += 1
+            except ValidationError as exc:
+                rejected.append(Rejection(index=index, field=exc.field or "observation", error=exc.detail))
+        return rows, rejected, by_type
+
+    async def submit(self, items: list[Any], ctx: Context | None = None, source: str = "api") -> IngestReport:
+        """Validate, store durably and publish a batch; returns once stored rows are committed."""
+        rows, rejected, by_type = self.parse(items)
+        if rejected:
+            self.rejected += len(rejected)
+            from citybrain.store import AddDeadLetter
+
+            now = self.rt.now()
+            await self.rt.store.apply([
+                AddDeadLetter(source=f"ingest:{source}", reason=f"{r.field}: {r.error}",
+                              payload=orjson.dumps(items[r.index], default=str).decode(), time=now)
+                for r in rejected
+            ])
+        if rows:
+            await self.rt.store.apply([WriteObservations(rows)])
+            self.stored_by_type.update(by_type)
+            self.batches += 1
+            headers = {"source": source}
+            if ctx is not None:
+                headers["context"] = ctx.id
+            await self.rt.bus.publish(OBS_SUBJECT, encode_rows(rows), headers=headers)
+        return IngestReport(stored=len(rows), rejected=rejected, by_type=dict(by_type))
+
+
+async def _ingest_command(rt: CityBrain, cmd: ObservationBatch, ctx: Context) -> Outcome:
+    report = await rt.services["ingest"].submit(cmd.items, ctx, cmd.source)
+    # the rows are already committed by submit(); the event is not kept (history holds every value)
+    return Outcome(result=report, event={"stored": report.stored, "rejected": len(report.rejected)}, record=False)
+
+
+async def setup(rt: CityBrain) -> None:
+    """Create the ingest service and its command."""
+    rt.services["ingest"] = Ingest(rt)
+    rt.commands.register("observations.ingest", ObservationBatch, _ingest_command, "store a batch of observations")

@@ -1,0 +1,205 @@
+"""Commands that change the city model: create, update and delete entities (places included)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from citybrain.commands import Outcome
+from citybrain.context import Context
+from citybrain.errors import AlreadyExists, NotFound, ValidationError
+from citybrain.model.entity import Entity
+from citybrain.model.places import PlaceIndex
+from citybrain.model.types import PLACE_LEVELS
+from citybrain.model.urn import check_id
+from citybrain.store import DeleteEntity, EntityQuery, SetAttrs, UpsertEntity
+
+if TYPE_CHECKING:
+    from citybrain.runtime import CityBrain
+
+_NAME = re.compile(r"^[A-Za-z_@][A-Za-z0-9_:/#.\-]*$")
+ATTR_TYPES = ("Property", "Relationship", "GeoProperty", "LanguageProperty", "ListProperty", "VocabProperty",
+              "JsonProperty", "ListRelationship")
+
+
+class EntityInput(msgspec.Struct, kw_only=True):
+    """An entity as commands receive it: NGSI-LD style attributes plus its place."""
+
+    id: str
+    type: str
+    attrs: dict[str, Any] = {}
+    place: str | None = None
+    location: dict[str, Any] | None = None
+    scope: str | None = None
+
+
+class EntityWrite(msgspec.Struct, kw_only=True):
+    """Create, upsert or replace one entity."""
+
+    entity: EntityInput
+    mode: str = "create"
+
+
+class AttrsWrite(msgspec.Struct, kw_only=True):
+    """Merge attributes into an entity."""
+
+    id: str
+    attrs: dict[str, Any]
+
+
+class EntityRef(msgspec.Struct, kw_only=True):
+    """Names one entity."""
+
+    id: str
+
+
+class Directory:
+    """Which entities exist, by id → (type, place): the ingest path checks sensors here, in memory."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, str] = {}
+        self.places: dict[str, str | None] = {}
+
+    def add(self, entity_id: str, entity_type: str, place: str | None) -> None:
+        """Remember an entity."""
+        self.types[entity_id] = entity_type
+        self.places[entity_id] = place
+
+    def remove(self, entity_id: str) -> None:
+        """Forget an entity."""
+        self.types.pop(entity_id, None)
+        self.places.pop(entity_id, None)
+
+
+def check_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Validate NGSI-LD attribute objects; raise ValidationError naming the attribute."""
+    out: dict[str, Any] = {}
+    for name, attr in attrs.items():
+        if not isinstance(name, str) or not _NAME.match(name) or name in ("id", "type", "@context"):
+            raise ValidationError(f"attrs: {name!r} is not a valid attribute name", field=str(name))
+        if not isinstance(attr, dict):
+            attr = {"type": "Property", "value": attr}
+        kind = attr.get("type", "Property")
+        if kind not in ATTR_TYPES:
+            raise ValidationError(f"{name}: unknown attribute type {kind!r}", field=name)
+        if kind in ("Relationship", "ListRelationship"):
+            if "object" not in attr:
+                raise ValidationError(f"{name}: a Relationship needs an 'object'", field=name)
+        elif kind == "LanguageProperty":
+            if not isinstance(attr.get("languageMap"), dict):
+                raise ValidationError(f"{name}: a LanguageProperty needs a 'languageMap' object", field=name)
+        elif "value" not in attr or attr["value"] is None:
+            raise ValidationError(f"{name}: a {kind} needs a non-null 'value'", field=name)
+        if kind == "GeoProperty":
+            check_geometry(attr["value"], name)
+        out[name] = {"type": kind, **{k: v for k, v in attr.items() if k != "type"}}
+    return out
+
+
+def check_geometry(geo: Any, field: str) -> None:
+    """Raise ValidationError unless `geo` is a valid GeoJSON geometry."""
+    if not isinstance(geo, dict) or "type" not in geo or "coordinates" not in geo:
+        raise ValidationError(f"{field}: expected a GeoJSON geometry with type and coordinates", field=field)
+    try:
+        from shapely.geometry import shape
+
+        shape(geo)
+    except Exception as exc:
+        raise ValidationError(f"{field}: invalid GeoJSON geometry: {exc}", field=field) from None
+
+
+def to_entity(rt: CityBrain, data: EntityInput) -> Entity:
+    """Validate an EntityInput against the model and return the Entity to store."""
+    check_id(data.id, "id")
+    if not _NAME.match(data.type):
+        raise ValidationError(f"type: {data.type!r} is not a valid type name", field="type")
+    attrs = check_attrs(data.attrs)
+    location = data.location
+    if location is None and "location" in attrs:
+        location = attrs["location"]["value"]
+    if location is not None:
+        check_geometry(location, "location")
+        attrs.setdefault("location", {"type": "GeoProperty", "value": location})
+    places: PlaceIndex = rt.services["places"]
+    place = data.place
+    if data.type in PLACE_LEVELS:
+        why = places.check_parent(data.type, place)
+        if why:
+            raise ValidationError(f"place: {why}", field="place")
+    elif place is not None and place not in places:
+        raise ValidationError(f"place: unknown place {place}", field="place")
+    elif place is None and location is not None and location.get("type") == "Point":
+        lon, lat = location["coordinates"][:2]
+        place = places.locate(float(lon), float(lat))
+    now = rt.now()
+    return Entity(id=data.id, type=data.type, attrs=attrs, place=place, location=location,
+                  created_at=now, modified_at=now, scope=data.scope)
+
+
+async def write_entity(rt: CityBrain, cmd: EntityWrite, ctx: Context) -> Outcome:
+    """Create (or upsert/replace) an entity."""
+    if cmd.mode not in ("create", "upsert", "replace"):
+        raise ValidationError(f"mode: {cmd.mode!r} is not create, upsert or replace", field="mode")
+    entity = to_entity(rt, cmd.entity)
+    directory: Directory = rt.services["directory"]
+    if cmd.mode == "create" and entity.id in directory.types:
+        raise AlreadyExists(f"entity {entity.id} already exists", field="id")
+
+    async def after() -> None:
+        directory.add(entity.id, entity.type, entity.place)
+        if entity.type in PLACE_LEVELS:
+            rt.services["places"].add(entity)
+
+    return Outcome(ops=[UpsertEntity(entity, mode=cmd.mode)], result=entity.id,
+                   event={"id": entity.id, "type": entity.type, "mode": cmd.mode, "place": entity.place}, after=after)
+
+
+async def update_attrs(rt: CityBrain, cmd: AttrsWrite, ctx: Context) -> Outcome:
+    """Merge attributes into an existing entity."""
+    directory: Directory = rt.services["directory"]
+    if cmd.id not in directory.types:
+        raise NotFound(f"entity {cmd.id} not found", field="id")
+    attrs = check_attrs(cmd.attrs)
+    return Outcome(ops=[SetAttrs(cmd.id, attrs, rt.now())], result=cmd.id,
+                   event={"id": cmd.id, "attrs": sorted(attrs)})
+
+
+async def delete_entity(rt: CityBrain, cmd: EntityRef, ctx: Context) -> Outcome:
+    """Delete an entity (its history stays)."""
+    directory: Directory = rt.services["directory"]
+    if cmd.id not in directory.types:
+        raise NotFound(f"entity {cmd.id} not found", field="id")
+    if rt.services["places"].children.get(cmd.id):
+        raise ValidationError(f"id: place {cmd.id} still has places inside it", field="id")
+
+    async def after() -> None:
+        directory.remove(cmd.id)
+
+    return Outcome(ops=[DeleteEntity(cmd.id)], result=cmd.id, after=after)
+
+
+async def setup(rt: CityBrain) -> None:
+    """Load the place index and the entity directory, and register the model commands."""
+    places = PlaceIndex()
+    page = 5000
+    found: list[Entity] = []
+    offset = 0
+    while True:
+        batch = await rt.store.query_entities(EntityQuery(types=list(PLACE_LEVELS), limit=page, offset=offset))
+        found += batch
+        if len(batch) < page:
+            break
+        offset += page
+    places.load(found)
+    directory = Directory()
+    for entity_id, entity_type in await rt.store.entity_ids():
+        directory.add(entity_id, entity_type, None)
+    for p in found:
+        directory.places[p.id] = p.place
+    rt.services["places"] = places
+    rt.services["directory"] = directory
+    rt.commands.register("entity.write", EntityWrite, write_entity, "create, upsert or replace an entity")
+    rt.commands.register("entity.update", AttrsWrite, update_attrs, "merge attributes into an entity")
+    rt.commands.register("entity.delete", EntityRef, delete_entity, "delete an entity (history is kept)")

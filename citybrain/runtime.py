@@ -1,0 +1,160 @@
+"""The runtime: one object that owns config, clock, bus, store and the command registry.
+
+Every part of citybrain gets the runtime and reaches nothing through globals. Components (folders
+of the package) register their commands and bus listeners in `setup(runtime)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from citybrain.bus import Bus, Message, open_bus
+from citybrain.clock import Clock, SystemClock, iso
+from citybrain.commands import CommandRegistry, Outcome
+from citybrain.config import Settings
+from citybrain.context import Context
+from citybrain.events import Event, encode_event
+from citybrain.store import AddDeadLetter, AppendEvent, Store, open_store
+
+log = logging.getLogger("citybrain")
+
+# Components set up at start, in order. Each module has `async def setup(runtime) -> None`.
+COMPONENTS: list[str] = [
+    "citybrain.model.commands",
+    "citybrain.ingest.observations",
+]
+
+
+class CityBrain:
+    """One node of citybrain: a city brain or a community mini-brain."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        clock: Clock | None = None,
+        store: Store | None = None,
+        bus: Bus | None = None,
+        components: list[str] | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.clock: Clock = clock or SystemClock()
+        self.store: Store = store or open_store(self.settings.store)
+        self.bus: Bus = bus or open_bus(self.settings.bus)
+        self.commands = CommandRegistry()
+        self.components = list(COMPONENTS if components is None else components)
+        self.services: dict[str, Any] = {}  # component name -> its service object (ingest, places, …)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_hooks: list[Any] = []
+        self.started = False
+        self.started_at = ""
+
+    @property
+    def node_id(self) -> str:
+        """This node's id in a federation."""
+        return self.settings.node_id
+
+    def now(self) -> str:
+        """Return the clock's current time as canonical UTC ISO 8601."""
+        return iso(self.clock.now())
+
+    def context(self, actor: str = "system", parent: Context | None = None) -> Context:
+        """Return a fresh context originating on this node."""
+        return Context(actor=actor, parent_id=parent.id if parent else None, origin=self.node_id)
+
+    # lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store, connect the bus and set up every component."""
+        await self.store.open()
+        await self.bus.connect()
+        self.bus.dead_letter = self._bus_dead_letter
+        for name in self.components:
+            module = importlib.import_module(name)
+            await module.setup(self)
+        self.started = True
+        self.started_at = self.now()
+
+    async def stop(self) -> None:
+        """Stop background tasks, drain the bus and close the store."""
+        for hook in reversed(self._stop_hooks):
+            with contextlib.suppress(Exception):
+                await hook()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.bus.close()
+        await self.store.close()
+        self.started = False
+
+    async def __aenter__(self) -> CityBrain:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        """Run a background task owned by the runtime (cancelled at stop)."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    def on_stop(self, hook: Any) -> None:
+        """Call `await hook()` when the runtime stops (before the store closes)."""
+        self._stop_hooks.append(hook)
+
+    # commands and events ---------------------------------------------------------------------
+    async def execute(self, name: str, payload: Any, ctx: Context | None = None) -> Any:
+        """Validate and run a command: its writes and its event commit together, then the event is published."""
+        spec = self.commands.get(name)
+        ctx = ctx or self.context()
+        command = self.commands.validate(spec, payload)
+        outcome: Outcome = await spec.handler(self, command, ctx)
+        data = outcome.event
+        if data is None:
+            import msgspec
+
+            data = msgspec.to_builtins(command) if not isinstance(command, dict) else command
+        event = Event(type=f"command.{name}", time=self.now(), context=ctx, data=data or {})
+        ops = list(outcome.ops)
+        if outcome.record:
+            ops.append(AppendEvent(event))
+        if ops:
+            await self.store.apply(ops)
+        if outcome.after is not None:
+            await outcome.after()
+        await self.publish(event)
+        return outcome.result
+
+    async def emit(self, type_: str, data: dict[str, Any], ctx: Context | None = None, record: bool = True) -> Event:
+        """Record (optionally) and publish an event that is not the result of a command."""
+        event = Event(type=type_, time=self.now(), context=ctx or self.context(), data=data)
+        if record:
+            await self.store.apply([AppendEvent(event)])
+        await self.publish(event)
+        return event
+
+    async def publish(self, event: Event) -> None:
+        """Publish an event on the bus under cb.event.<type>."""
+        await self.bus.publish(event.subject(), encode_event(event), msg_id=event.context.id + ":" + event.type)
+
+    async def dead_letter(self, source: str, reason: str, payload: str | bytes) -> None:
+        """Keep a message that could not be processed, with the reason, for listing and replay."""
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        await self.store.apply([AddDeadLetter(source=source, reason=reason, payload=text, time=self.now())])
+
+    async def _bus_dead_letter(self, msg: Message, reason: str) -> None:
+        await self.dead_letter(f"bus:{msg.subject}", reason, msg.data)

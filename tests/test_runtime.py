@@ -1,0 +1,102 @@
+"""The runtime: commands with contexts, the city model, ingest, restart durability, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from citybrain.clock import FakeClock
+from citybrain.config import Settings
+from citybrain.context import Context
+from citybrain.errors import AlreadyExists, NotFound, ValidationError
+from citybrain.runtime import CityBrain
+
+SQUARE = {"type": "Polygon", "coordinates": [[[116.0, 39.0], [117.0, 39.0], [117.0, 40.0], [116.0, 40.0], [116.0, 39.0]]]}
+CELL = {"type": "Polygon", "coordinates": [[[116.0, 39.0], [116.5, 39.0], [116.5, 39.5], [116.0, 39.5], [116.0, 39.0]]]}
+
+
+def place(pid: str, ptype: str, parent: str | None, geo: dict = SQUARE) -> dict:
+    return {"entity": {"id": pid, "type": ptype, "place": parent, "location": geo,
+                       "attrs": {"name": {"type": "Property", "value": pid.rsplit(":", 1)[-1]}}}}
+
+
+async def build_city(rt: CityBrain) -> None:
+    await rt.execute("entity.write", place("urn:ngsi-ld:City:bj", "City", None))
+    await rt.execute("entity.write", place("urn:ngsi-ld:District:d1", "District", "urn:ngsi-ld:City:bj"))
+    await rt.execute("entity.write", place("urn:ngsi-ld:Subdistrict:s1", "Subdistrict", "urn:ngsi-ld:District:d1"))
+    await rt.execute("entity.write", place("urn:ngsi-ld:Community:c1", "Community", "urn:ngsi-ld:Subdistrict:s1"))
+    await rt.execute("entity.write", place("urn:ngsi-ld:Grid:g1", "Grid", "urn:ngsi-ld:Community:c1", CELL))
+    await rt.execute("entity.write", {"entity": {
+        "id": "urn:ngsi-ld:AirQualityObserved:s1", "type": "AirQualityObserved",
+        "location": {"type": "Point", "coordinates": [116.2, 39.2]}}})
+
+
+def runtime(tmp_path: Path, clock: FakeClock | None = None) -> CityBrain:
+    return CityBrain(Settings(store=str(tmp_path / "city.db"), bus="memory"), clock=clock or FakeClock())
+
+
+async def test_commands_write_state_and_events(tmp_path: Path) -> None:
+    async with runtime(tmp_path) as rt:
+        await build_city(rt)
+        sensor = await rt.store.get_entity("urn:ngsi-ld:AirQualityObserved:s1")
+        assert sensor is not None and sensor.place == "urn:ngsi-ld:Grid:g1"  # located by its point
+        ctx = Context(actor="operator:alice", origin="city")
+        await rt.execute("entity.update", {"id": "urn:ngsi-ld:Grid:g1", "attrs": {"population": 1200}}, ctx)
+        events = await rt.store.events(type_prefix="command.entity.update")
+        assert events[-1].context.actor == "operator:alice" and events[-1].context.id == ctx.id
+        assert len(ctx.id) == 26  # ULID
+        places = rt.services["places"]
+        assert places.ancestors("urn:ngsi-ld:Grid:g1") == [
+            "urn:ngsi-ld:Community:c1", "urn:ngsi-ld:Subdistrict:s1", "urn:ngsi-ld:District:d1", "urn:ngsi-ld:City:bj"]
+        assert places.cells_of("urn:ngsi-ld:District:d1") == ["urn:ngsi-ld:Grid:g1"]
+
+
+async def test_bad_model_input_names_the_field(tmp_path: Path) -> None:
+    async with runtime(tmp_path) as rt:
+        await build_city(rt)
+        with pytest.raises(ValidationError) as err:
+            await rt.execute("entity.write", place("urn:ngsi-ld:Grid:g9", "Grid", "urn:ngsi-ld:Community:nope"))
+        assert err.value.field == "place" and "unknown place" in err.value.detail
+        with pytest.raises(ValidationError) as err:
+            await rt.execute("entity.write", place("urn:ngsi-ld:Community:c9", "Community", "urn:ngsi-ld:Grid:g1"))
+        assert err.value.field == "place"
+        with pytest.raises(ValidationError) as err:
+            await rt.execute("entity.write", {"entity": {"id": "not a urn", "type": "Device"}})
+        assert err.value.field == "id"
+        with pytest.raises(ValidationError) as err:
+            await rt.execute("entity.write", {"entity": {"type": "Device"}})
+        assert err.value.field == "entity.id"
+        with pytest.raises(AlreadyExists):
+            await rt.execute("entity.write", place("urn:ngsi-ld:City:bj", "City", None))
+        with pytest.raises(NotFound):
+            await rt.execute("entity.delete", {"id": "urn:ngsi-ld:Device:none"})
+
+
+async def test_ingest_validates_stores_and_survives_restart(tmp_path: Path) -> None:
+    sensor = "urn:ngsi-ld:AirQualityObserved:s1"
+    async with runtime(tmp_path) as rt:
+        await build_city(rt)
+        report = await rt.services["ingest"].submit([
+            {"entity": sensor, "attr": "pm25", "value": 80.0, "observedAt": "2016-07-20T08:00:00Z"},
+            {"entity": sensor, "observedAt": "2016-07-20T09:00:00+08:00", "values": {"pm25": 81, "pm10": 120}},
+            {"entity": "urn:ngsi-ld:AirQualityObserved:ghost", "attr": "pm25", "value": 1, "observedAt": "2016-07-20T08:00:00Z"},
+            {"entity": sensor, "attr": "pm25", "value": "x" * 20000, "observedAt": "2016-07-20T08:00:00Z"},
+            {"entity": sensor, "attr": "pm25", "value": 1, "observedAt": "20/07/2016 08:00"},
+            {"entity": sensor, "attr": "pm 2.5", "value": 1, "observedAt": "2016-07-20T08:00:00Z"},
+            {"entity": sensor, "attr": "pm25", "value": None, "observedAt": "2016-07-20T08:00:00Z"},
+            "garbage",
+        ])
+        assert report.stored == 3
+        assert [(r.index, r.field) for r in report.rejected] == [
+            (2, "entity"), (3, "value"), (4, "observedAt"), (5, "attr"), (6, "value"), (7, "observation")]
+        letters = await rt.store.deadletters()
+        assert len(letters) == 6 and "unknown sensor" in letters[0].reason
+    async with runtime(tmp_path) as rt:  # restart on the same file
+        entity = await rt.store.get_entity(sensor)
+        assert entity is not None
+        assert entity.attrs["pm25"]["value"] == 80.0  # 09:00+08:00 is 01:00Z, older than 08:00Z
+        assert entity.attrs["pm10"]["observedAt"] == "2016-07-20T01:00:00.000Z"
+        history = await rt.store.history(sensor, "pm25")
+        assert [h.value for h in history] == [81, 80.0]
+        assert "urn:ngsi-ld:Grid:g1" in rt.services["places"]
