@@ -1,0 +1,5 @@
+"""python -m citybrain."""
+
+from citybrain.cli import main
+
+main()

@@ -1,0 +1,170 @@
+"""The `citybrain` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from citybrain import __version__
+from citybrain.config import Settings
+
+app = typer.Typer(help="citybrain: an open-source city brain.", no_args_is_help=True, add_completion=False)
+console = Console()
+
+STORE_HELP = "SQLite file path or postgresql:// URL [env CITYBRAIN_STORE]"
+BUS_HELP = "'memory' or nats://host:port [env CITYBRAIN_BUS]"
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Build settings from the environment plus the given non-None CLI options."""
+    return Settings.from_env(**overrides)
+
+
+@app.command()
+def version() -> None:
+    """Print citybrain's version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="interface to listen on [env CITYBRAIN_HOST]"),
+    port: int = typer.Option(None, help="HTTP port [env CITYBRAIN_PORT]"),
+    store: str = typer.Option(None, help=STORE_HELP),
+    bus: str = typer.Option(None, help=BUS_HELP),
+    node_id: str = typer.Option(None, "--node-id", help="this node's id [env CITYBRAIN_NODE_ID]"),
+    role: str = typer.Option(None, help="city or community [env CITYBRAIN_ROLE]"),
+    parent: str = typer.Option(None, help="parent city node's nats:// URL (community role) [env CITYBRAIN_PARENT]"),
+    area: str = typer.Option(None, help="place URN this node runs (community role) [env CITYBRAIN_AREA]"),
+    mqtt: str = typer.Option(None, help="MQTT broker URL for device ingest [env CITYBRAIN_MQTT]"),
+    demo: bool = typer.Option(False, help="load the demo city and replay its recorded data while serving"),
+    speed: float = typer.Option(600.0, help="demo replay speed (600 = one recorded hour every 6 s)"),
+) -> None:
+    """Run a citybrain node: the HTTP API (and the dashboard), ingest and every component."""
+    import uvicorn
+
+    from citybrain.api import create_app
+    from citybrain.runtime import CityBrain
+
+    settings = settings_from(host=host, port=port, store=store, bus=bus, node_id=node_id, role=role,
+                             parent=parent, area=area, mqtt=mqtt)
+    rt = CityBrain(settings)
+    base = f"http://{settings.host}:{settings.port}"
+
+    async def _demo() -> None:
+        from citybrain.demo import Replay, load_demo_city
+
+        console.print("loading the demo city …")
+        await load_demo_city(rt)
+        rt.spawn(Replay(rt, speed=speed, loop=True).run(), name="demo-replay")
+
+    async def _announce() -> None:
+        console.print(f"[bold green]citybrain {__version__}[/] serving on {base}")
+        console.print(f"  dashboard: {base}/")
+        console.print(f"  API docs:  {base}/docs   health: {base}/-/health")
+        console.print(f"  store: {settings.public()['store']}   bus: {settings.public()['bus']}")
+
+    api = create_app(rt, startup=[_demo, _announce] if demo else [_announce])
+    uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command()
+def demo(
+    duration: float = typer.Option(60.0, help="seconds of wall time to replay"),
+    speed: float = typer.Option(600.0, help="replay speed: recorded seconds per wall second"),
+    store: str = typer.Option(None, help=STORE_HELP + " (default: a fresh temporary file)"),
+    bus: str = typer.Option(None, help=BUS_HELP),
+    start: str = typer.Option(None, help="recorded time to start from, e.g. 2016-07-15T00:00:00Z"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Run the demo city headless for a while and print what was ingested, per type."""
+    import tempfile
+
+    from citybrain.runtime import CityBrain
+
+    tmp = None
+    if store is None and not os.environ.get("CITYBRAIN_STORE"):
+        tmp = tempfile.TemporaryDirectory(prefix="citybrain-demo-")
+        store = str(Path(tmp.name) / "demo.db")
+
+    async def main() -> dict[str, Any]:
+        from citybrain.demo import load_demo_city, run_demo
+
+        async with CityBrain(settings_from(store=store, bus=bus)) as rt:
+            city = await load_demo_city(rt)
+            summary = await run_demo(rt, duration=duration, speed=speed, start=start)
+            summary["entities"] = await rt.store.entity_types()
+            summary["city"] = getattr(city, "summary", lambda: {})()
+            return summary
+
+    summary = asyncio.run(main())
+    if tmp is not None:
+        tmp.cleanup()
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"demo: {summary['observations']} observations ingested")
+    table.add_column("type")
+    table.add_column("observations", justify="right")
+    for kind, count in sorted(summary["by_type"].items()):
+        table.add_row(kind, str(count))
+    console.print(table)
+    console.print(f"recorded time replayed: {summary.get('simulated_from')} → {summary.get('simulated_to')}; "
+                  f"rejected: {summary.get('rejected', 0)}")
+
+
+@app.command()
+def deadletters(
+    store: str = typer.Option(None, help=STORE_HELP),
+    limit: int = typer.Option(100, help="how many to list"),
+    replay: bool = typer.Option(False, help="resubmit dead-lettered observations"),
+    show_all: bool = typer.Option(False, "--all", help="include already replayed ones"),
+) -> None:
+    """List messages that could not be processed, with the reason (and optionally replay them)."""
+    from citybrain.runtime import CityBrain
+
+    async def main() -> None:
+        async with CityBrain(settings_from(store=store)) as rt:
+            if replay:
+                from citybrain.ingest.deadletters import replay as run_replay
+
+                typer.echo(json.dumps(await run_replay(rt)))
+                return
+            letters = await rt.store.deadletters(limit, include_replayed=show_all)
+            table = Table(title=f"{len(letters)} dead letters")
+            for col in ("seq", "time", "source", "reason", "payload"):
+                table.add_column(col, overflow="fold")
+            for d in letters:
+                table.add_row(str(d.seq), d.time, d.source, d.reason, d.payload[:120])
+            console.print(table)
+
+    asyncio.run(main())
+
+
+@app.command()
+def detect(
+    nab: Path = typer.Option(..., "--nab", help="folder of timestamp,value CSV files (NAB layout)"),
+    out: Path = typer.Option(..., "--out", help="folder for <category>/<file>.csv with anomaly_score"),
+) -> None:
+    """Run the production anomaly detector over NAB-style CSVs, for scoring with nab_score.py."""
+    from citybrain.detect.nab import run_nab
+
+    result = run_nab(nab, out)
+    typer.echo(json.dumps(result, default=str))
+
+
+def main() -> None:
+    """Entry point for python -m citybrain."""
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
