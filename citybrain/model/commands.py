@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -39,7 +39,7 @@ class EntityWrite(msgspec.Struct, kw_only=True):
     """Create, upsert or replace one entity."""
 
     entity: EntityInput
-    mode: str = "create"
+    mode: Literal["create", "upsert", "replace"] = "create"
 
 
 class AttrsWrite(msgspec.Struct, kw_only=True):
@@ -140,8 +140,6 @@ def to_entity(rt: CityBrain, data: EntityInput) -> Entity:
 
 async def write_entity(rt: CityBrain, cmd: EntityWrite, ctx: Context) -> Outcome:
     """Create (or upsert/replace) an entity."""
-    if cmd.mode not in ("create", "upsert", "replace"):
-        raise ValidationError(f"mode: {cmd.mode!r} is not create, upsert or replace", field="mode")
     entity = to_entity(rt, cmd.entity)
     directory: Directory = rt.services["directory"]
     if cmd.mode == "create" and entity.id in directory.types:
