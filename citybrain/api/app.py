@@ -14,7 +14,9 @@ from citybrain.api.problems import problem
 from citybrain.runtime import CityBrain
 
 # Modules with `def mount(app: FastAPI, rt: CityBrain) -> None`, mounted in this order when importable.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = [
+    "citybrain.dashboard",
+]
 
 
 def create_app(

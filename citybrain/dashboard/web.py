@@ -1,0 +1,126 @@
+"""Serve the dashboard pages and the map/KPI endpoints they read."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from citybrain.errors import NotFound
+from citybrain.model.types import OBSERVATION_TYPES, PLACE_LEVELS
+from citybrain.runtime import CityBrain
+from citybrain.dashboard.stream import mount_stream
+from citybrain.store import EntityQuery
+
+STATIC = Path(__file__).parent / "static"
+
+
+class IngestRate:
+    """Observations per minute over a sliding window, sampled from the ingest counters."""
+
+    def __init__(self, rt: CityBrain) -> None:
+        self.rt = rt
+        self.samples: deque[tuple[float, int]] = deque(maxlen=120)
+
+    def per_minute(self) -> float:
+        """Return the ingest rate over the last minute (observations/min)."""
+        now = time.monotonic()
+        total = sum(self.rt.services["ingest"].stored_by_type.values())
+        self.samples.append((now, total))
+        while len(self.samples) > 2 and now - self.samples[0][0] > 60:
+            self.samples.popleft()
+        t0, c0 = self.samples[0]
+        if now - t0 < 1:
+            return 0.0
+        return (total - c0) * 60.0 / (now - t0)
+
+
+def _page(name: str, **data: str) -> HTMLResponse:
+    html = (STATIC / name).read_text(encoding="utf-8")
+    attrs = " ".join(f'data-{k}="{v}"' for k, v in data.items())
+    return HTMLResponse(html.replace("<body", f"<body {attrs}", 1), headers={"Cache-Control": "no-cache"})
+
+
+def mount(app: FastAPI, rt: CityBrain) -> None:
+    """Add the dashboard pages, its static assets and its read endpoints to the app."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    relay = mount_stream(app, rt)
+    rate = IngestRate(rt)
+    cache: dict[str, tuple[int, bytes]] = {}
+
+    @app.get("/", include_in_schema=False)
+    async def city_view() -> HTMLResponse:
+        return _page("index.html", scope="")
+
+    @app.get("/community/{place_id}", include_in_schema=False)
+    async def community_view(place_id: str) -> HTMLResponse:
+        if place_id not in rt.services["places"]:
+            raise NotFound(f"unknown place {place_id}", field="place_id")
+        return _page("index.html", scope=place_id)
+
+    @app.get("/case/{case_id}", include_in_schema=False)
+    async def case_page(case_id: str) -> HTMLResponse:
+        return _page("case.html", case=case_id)
+
+    @app.get("/api/v1/map/places", tags=["dashboard"])
+    async def map_places(level: str = Query("Grid"), within: str | None = None) -> Response:
+        """Return places of one level (inside `within`) as a GeoJSON FeatureCollection."""
+        index = rt.services["places"]
+        if level not in PLACE_LEVELS:
+            raise NotFound(f"unknown level {level}", field="level")
+        key = f"{level}|{within}"
+        stamp = len(index.places)
+        hit = cache.get(key)
+        if hit and hit[0] == stamp:
+            return Response(hit[1], media_type="application/geo+json")
+        allowed = None if not within else {within, *index.descendants(within)}
+        features = []
+        for p in index.of_type(level):
+            if p.location is None or (allowed is not None and p.id not in allowed):
+                continue
+            features.append({"type": "Feature", "id": p.id, "geometry": p.location, "properties": {
+                "id": p.id, "level": p.type, "name": p.value("name"), "nameZh": p.value("nameZh"),
+                "parent": p.place, "population": p.value("population")}})
+        body = orjson.dumps({"type": "FeatureCollection", "features": features})
+        cache[key] = (stamp, body)
+        return Response(body, media_type="application/geo+json")
+
+    @app.get("/api/v1/map/sensors", tags=["dashboard"])
+    async def map_sensors(within: str | None = None, limit: int = Query(20000, le=50000)) -> Response:
+        """Return observation points with their latest values as GeoJSON."""
+        index = rt.services["places"]
+        places = None if not within else [within, *index.descendants(within)]
+        found = await rt.store.query_entities(EntityQuery(types=list(OBSERVATION_TYPES), places=places, limit=limit))
+        features = []
+        for e in found:
+            if not e.location or e.location.get("type") != "Point":
+                continue
+            values = {k: {"value": a.get("value"), "observedAt": a.get("observedAt"), "unit": a.get("unitCode")}
+                      for k, a in e.attrs.items() if isinstance(a.get("value"), int | float) and "observedAt" in a}
+            features.append({"type": "Feature", "id": e.id, "geometry": e.location,
+                             "properties": {"id": e.id, "type": e.type, "place": e.place, "values": values}})
+        return Response(orjson.dumps({"type": "FeatureCollection", "features": features}),
+                        media_type="application/geo+json")
+
+    @app.get("/api/v1/dashboard/summary", tags=["dashboard"])
+    async def summary(within: str | None = None) -> Response:
+        """Return the KPI tiles: ingest rate, open alerts and cases, on-time rate, response time, modes."""
+        body: dict[str, Any] = {"observations_per_min": round(rate.per_minute(), 1),
+                                "observations_total": sum(rt.services["ingest"].stored_by_type.values()),
+                                "node": rt.node_id, "role": rt.settings.role, "time": rt.now()}
+        for name in ("alerts", "cases", "modes", "ledger", "federation"):
+            service = rt.services.get(name)
+            kpis = getattr(service, "kpis", None)
+            if kpis is not None:
+                body[name] = await kpis(within)
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    @app.get("/-/dashboard-check", include_in_schema=False)
+    async def check(request: Request) -> dict[str, Any]:
+        return {"static": sorted(p.name for p in STATIC.iterdir())}
