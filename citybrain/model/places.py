@@ -23,6 +23,7 @@ class PlaceIndex:
         self._shapes: dict[str, BaseGeometry] = {}
         self._tree: STRtree | None = None
         self._tree_ids: list[str] = []
+        self._dirty = False
 
     def load(self, places: list[Entity]) -> None:
         """Replace the index with these place entities."""
@@ -45,10 +46,11 @@ class PlaceIndex:
                 self._shapes[place.id] = shape(place.location)
             except Exception:
                 pass
-        if rebuild:
-            self._rebuild()
+        if place.type == "Grid":
+            self._dirty = True  # the STRtree is rebuilt lazily, on the next locate()
 
     def _rebuild(self) -> None:
+        self._dirty = False
         grid_ids = [pid for pid, p in self.places.items() if p.type == "Grid" and pid in self._shapes]
         self._tree_ids = grid_ids
         self._tree = STRtree([self._shapes[g] for g in grid_ids]) if grid_ids else None
@@ -108,6 +110,8 @@ class PlaceIndex:
 
     def locate(self, lon: float, lat: float) -> str | None:
         """Return the grid cell containing the point, or None."""
+        if self._dirty:
+            self._rebuild()
         if self._tree is None:
             return None
         pt = Point(lon, lat)
