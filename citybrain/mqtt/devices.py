@@ -1,0 +1,149 @@
+"""Provisioned devices (FIWARE IoT Agent style): apikey + device id → entity, type, location, attribute map.
+
+Devices are documents in the "mqtt_devices" collection; provisioning also creates (upserts) the device's
+entity, so the ingest path knows the sensor. A measurement payload {object_id: value} becomes one
+observation item with the mapped attribute names and types.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from citybrain.errors import ValidationError
+from citybrain.model.urn import check_id, make_urn
+from citybrain.store import PutDoc
+
+if TYPE_CHECKING:
+    from citybrain.runtime import CityBrain
+
+COLLECTION = "mqtt_devices"
+_KEY = re.compile(r"^[A-Za-z0-9_\-.:]{1,128}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+KINDS = ("Number", "Integer", "Float", "Text", "Boolean", "geo:point", "Json", "DateTime")
+
+
+class Mapping(msgspec.Struct, kw_only=True):
+    """One measured attribute: the key the device sends, the attribute name and its type."""
+
+    object_id: str
+    name: str
+    type: str = "Number"
+    unit: str | None = None
+
+
+class Device(msgspec.Struct, kw_only=True):
+    """A provisioned device."""
+
+    device_id: str
+    apikey: str
+    entity_type: str
+    entity_id: str = ""
+    location: list[float] | None = None  # lon, lat
+    attributes: list[Mapping] = []
+    place: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The document id: apikey/device_id."""
+        return f"{self.apikey}/{self.device_id}"
+
+
+def check_device(device: Device) -> Device:
+    """Validate a device definition; fill in the entity id; raise ValidationError naming the field."""
+    for field, value in (("device_id", device.device_id), ("apikey", device.apikey)):
+        if not _KEY.match(value):
+            raise ValidationError(f"{field}: {value!r} must be 1–128 of [A-Za-z0-9_-.:]", field=field)
+    if not _NAME.match(device.entity_type):
+        raise ValidationError(f"entity_type: {device.entity_type!r} is not a type name", field="entity_type")
+    device.entity_id = device.entity_id or make_urn(device.entity_type, device.device_id)
+    check_id(device.entity_id, "entity_id")
+    if device.location is not None and (len(device.location) != 2 or not all(map(math.isfinite, device.location))):
+        raise ValidationError("location: expected [lon, lat]", field="location")
+    for m in device.attributes:
+        if not _NAME.match(m.name):
+            raise ValidationError(f"attributes: {m.name!r} is not an attribute name", field="attributes")
+        if m.type not in KINDS:
+            raise ValidationError(f"attributes: type {m.type!r} is not one of {', '.join(KINDS)}", field="attributes")
+    return device
+
+
+def convert(value: Any, kind: str, field: str) -> Any:
+    """Convert a measured value to the mapped attribute type (IoT agents often send numbers as text)."""
+    try:
+        if kind in ("Number", "Float"):
+            out = float(value) if not isinstance(value, bool) else None
+            if out is None or not math.isfinite(out):
+                raise ValueError
+            return int(out) if isinstance(value, int) else out
+        if kind == "Integer":
+            return int(value)
+        if kind == "Boolean":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "false", "0"):
+                return str(value).lower() in ("true", "1")
+            raise ValueError
+        if kind == "Text":
+            return str(value)
+        if kind == "geo:point":
+            lat, lon = (float(x) for x in str(value).split(","))
+            return {"type": "Point", "coordinates": [lon, lat]}
+    except (TypeError, ValueError):
+        raise ValidationError(f"{field}: {value!r} is not a valid {kind}", field=field) from None
+    return value
+
+
+class DeviceRegistry:
+    """Devices by apikey/device_id, kept in memory and stored as documents."""
+
+    def __init__(self, rt: CityBrain) -> None:
+        self.rt = rt
+        self.devices: dict[str, Device] = {}
+
+    async def load(self) -> None:
+        """Read every provisioned device from the store."""
+        offset = 0
+        while True:
+            docs = await self.rt.store.list_docs(COLLECTION, limit=1000, offset=offset)
+            for d in docs:
+                dev = msgspec.convert(d.data, Device)
+                self.devices[dev.key] = dev
+            if len(docs) < 1000:
+                return
+            offset += 1000
+
+    def find(self, apikey: str, device_id: str) -> Device | None:
+        """Return a device, or None when it is not provisioned."""
+        return self.devices.get(f"{apikey}/{device_id}")
+
+    async def add(self, device: Device) -> Device:
+        """Provision (or re-provision) a device and upsert its entity."""
+        device = check_device(device)
+        entity: dict[str, Any] = {"id": device.entity_id, "type": device.entity_type, "place": device.place,
+                                  "attrs": {"deviceId": {"type": "Property", "value": device.device_id}}}
+        if device.location is not None:
+            entity["location"] = {"type": "Point", "coordinates": list(device.location)}
+        await self.rt.execute("entity.write", {"entity": entity, "mode": "upsert"}, self.rt.context("devices"))
+        await self.rt.store.apply([PutDoc(COLLECTION, device.key, msgspec.to_builtins(device))])
+        self.devices[device.key] = device
+        return device
+
+    def observation(self, device: Device, payload: dict[str, Any], observed_at: str) -> dict[str, Any]:
+        """Turn a measurement payload into one ingest item (unmapped keys keep their names)."""
+        by_key = {m.object_id: m for m in device.attributes}
+        values: dict[str, Any] = {}
+        for key, value in payload.items():
+            if key in ("TimeInstant", "timestamp"):
+                continue
+            m = by_key.get(key)
+            name = m.name if m else key
+            if not _NAME.match(name):
+                raise ValidationError(f"{key}: not a valid attribute name", field=key)
+            values[name] = convert(value, m.type, key) if m else value
+        if not values:
+            raise ValidationError("payload: no measurements", field="payload")
+        return {"entity": device.entity_id, "observedAt": observed_at, "values": values}

@@ -1,0 +1,33 @@
+"""NGSI-LD context API (ETSI GS CIM 009) at /ngsi-ld/v1: a view onto the city model, not a second database."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from citybrain.runtime import CityBrain
+
+
+async def setup(rt: CityBrain) -> None:
+    """Register the NGSI-LD commands, the tenants service and the subscription notifier."""
+    from citybrain.ngsi import commands
+    from citybrain.ngsi.notify import Notifier
+    from citybrain.ngsi.subscriptions import load_all
+    from citybrain.ngsi.tenants import Tenants
+
+    commands.register(rt)
+    if "ngsi_tenant_name" not in rt.services:
+        rt.services["ngsi_tenants"] = Tenants(rt)
+    notifier = Notifier(rt)
+    rt.services["ngsi_notifier"] = notifier
+    await notifier.start()
+    await load_all(rt, notifier)
+
+
+def mount(app: FastAPI, rt: CityBrain) -> None:
+    """Mount the NGSI-LD routes and their ProblemDetails error handling."""
+    from citybrain.ngsi.api import mount as _mount
+
+    _mount(app, rt)

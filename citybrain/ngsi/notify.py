@@ -1,0 +1,196 @@
+"""Subscription notifications: match entity changes against subscriptions, send HTTP notifications.
+
+Every change reaches the notifier from the bus: command events (cb.event.command.entity.*) and observation
+batches (cb.obs). Each subscription has its own queue and worker task, so a slow or failing endpoint only
+delays itself. Sends are retried with exponential backoff; status is kept per subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+
+from citybrain.bus import Message
+from citybrain.context import new_id
+from citybrain.events import decode_event
+from citybrain.ingest.observations import OBS_SUBJECT, decode_rows
+from citybrain.ngsi.convert import entity_out
+from citybrain.ngsi.geo import GeoPredicate
+from citybrain.ngsi.http import JSONLD_REL, context_value
+from citybrain.ngsi.ldcontext import ActiveContext
+from citybrain.ngsi.query import Predicate
+from citybrain.store import PutDoc
+
+if TYPE_CHECKING:
+    from citybrain.runtime import CityBrain
+
+STATUS = "ngsi_subscription_status"
+
+
+@dataclass
+class Watch:
+    """A compiled subscription: what it watches and where it notifies."""
+
+    id: str
+    ctx: ActiveContext
+    selectors: list[tuple[str | None, str | None, re.Pattern[str] | None]]  # (type, id, idPattern)
+    watched: set[str] | None
+    q: Predicate | None
+    geo: GeoPredicate | None
+    attrs: set[str] | None
+    fmt: str
+    uri: str
+    accept: str
+    throttling: float
+    active: bool
+    expires: str | None
+    status: dict[str, Any] = field(default_factory=lambda: {"timesSent": 0, "timesFailed": 0})
+    queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    last_sent: float = 0.0
+
+    def selects(self, entity_id: str, entity_type: str | None) -> bool:
+        """Tell whether an entity is among the subscription's entities."""
+        if not self.selectors:
+            return True
+        for stype, sid, pattern in self.selectors:
+            if stype is not None and stype != entity_type:
+                continue
+            if sid is not None and sid != entity_id:
+                continue
+            if pattern is not None and not pattern.search(entity_id):
+                continue
+            return True
+        return False
+
+
+class Notifier:
+    """Holds live subscriptions and their workers."""
+
+    retries = 3
+    backoff = 0.2  # seconds before the first retry; doubles each time
+    timeout = 5.0
+
+    def __init__(self, rt: CityBrain) -> None:
+        self.rt = rt
+        self.watches: dict[str, Watch] = {}
+        self.client: httpx.AsyncClient | None = None
+        rt.on_stop(self.close)
+
+    async def start(self) -> None:
+        """Listen to entity changes on the bus."""
+        await self.rt.bus.subscribe("cb.event.command.entity.>", self._on_event)
+        await self.rt.bus.subscribe(OBS_SUBJECT, self._on_obs)
+
+    async def close(self) -> None:
+        """Stop workers and the HTTP client."""
+        for w in self.watches.values():
+            if w.task:
+                w.task.cancel()
+        if self.client is not None:
+            await self.client.aclose()
+
+    def put(self, watch: Watch) -> None:
+        """Add or replace a subscription (keeps its status)."""
+        old = self.watches.pop(watch.id, None)
+        if old is not None:
+            watch.status = old.status
+            if old.task:
+                old.task.cancel()
+        self.watches[watch.id] = watch
+        watch.task = self.rt.spawn(self._worker(watch), name=f"ngsi-sub-{watch.id}")
+
+    def remove(self, sub_id: str) -> None:
+        """Drop a subscription."""
+        old = self.watches.pop(sub_id, None)
+        if old is not None and old.task:
+            old.task.cancel()
+
+    async def _on_event(self, msg: Message) -> None:
+        event = decode_event(msg.data)
+        data = event.data
+        if data.get("deleted") and "attrs" not in data:
+            return
+        ids = data.get("ids") or ([data["id"]] if isinstance(data.get("id"), str) else [])
+        attrs = set(data["attrs"]) if isinstance(data.get("attrs"), list) else None
+        for eid in ids:
+            self.changed(eid, attrs)
+
+    async def _on_obs(self, msg: Message) -> None:
+        by_entity: dict[str, set[str]] = {}
+        for row in decode_rows(msg.data):
+            by_entity.setdefault(row.entity_id, set()).add(row.attr)
+        for eid, attrs in by_entity.items():
+            self.changed(eid, attrs)
+
+    def changed(self, entity_id: str, attrs: set[str] | None) -> None:
+        """Queue an entity change for every subscription that watches it."""
+        etype = self.rt.services["directory"].types.get(entity_id)
+        now = self.rt.now()
+        for w in self.watches.values():
+            if not w.active or (w.expires and w.expires <= now):
+                continue
+            if w.watched is not None and attrs is not None and not (w.watched & attrs):
+                continue
+            if w.selects(entity_id, etype):
+                w.queue.put_nowait(entity_id)
+
+    async def _worker(self, w: Watch) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await w.queue.get()
+            wait = w.last_sent + w.throttling - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            ids = list(dict.fromkeys([first] + [w.queue.get_nowait() for _ in range(w.queue.qsize())]))
+            found = await self.rt.store.get_entities(ids)
+            data = [e for e in (found.get(i) for i in ids)
+                    if e is not None and (w.q is None or w.q(e)) and (w.geo is None or w.geo(e))]
+            if not data:
+                continue
+            w.last_sent = loop.time()
+            await self.send(w, [entity_out(e, w.ctx, w.fmt, w.attrs) for e in data])
+
+    async def send(self, w: Watch, data: list[dict[str, Any]]) -> bool:
+        """POST one notification, retrying with backoff; update the status."""
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=self.timeout)
+        body: dict[str, Any] = {"id": f"urn:ngsi-ld:Notification:{new_id()}", "type": "Notification",
+                                "subscriptionId": w.id, "notifiedAt": self.rt.now(), "data": data}
+        headers = {"Content-Type": "application/json"}
+        cv = context_value(w.ctx)
+        if w.accept == "application/ld+json":
+            headers["Content-Type"] = "application/ld+json"
+            body["@context"] = cv
+        else:
+            url = cv if isinstance(cv, str) else cv[0]
+            headers["Link"] = f'<{url}>; rel="{JSONLD_REL}"; type="application/ld+json"'
+        payload = orjson.dumps(body)
+        w.status["lastNotification"] = body["notifiedAt"]
+        error = ""
+        for attempt in range(self.retries + 1):
+            try:
+                r = await self.client.post(w.uri, content=payload, headers=headers)
+                if r.status_code < 300:
+                    w.status["lastSuccess"] = self.rt.now()
+                    w.status["timesSent"] += 1
+                    w.status["status"] = "ok"
+                    await self._save(w)
+                    return True
+                error = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            if attempt < self.retries:
+                await asyncio.sleep(self.backoff * 2**attempt)
+        w.status.update(lastFailure=self.rt.now(), status="failed", lastError=error)
+        w.status["timesFailed"] += 1
+        await self._save(w)
+        return False
+
+    async def _save(self, w: Watch) -> None:
+        await self.rt.store.apply([PutDoc(STATUS, w.id, dict(w.status))])

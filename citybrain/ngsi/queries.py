@@ -1,0 +1,255 @@
+"""NGSI-LD query routes: GET /entities, POST /entityOperations/query, /types and /attributes.
+
+The store answers the coarse part (type, id, idPattern, paging); q, geo and attrs filters run in Python
+over the candidates (`select`), which is the seam for pushing them into the store later.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from citybrain.model.entity import Entity
+from citybrain.ngsi.convert import entity_out
+from citybrain.ngsi.entities import body_and_context, names
+from citybrain.ngsi.errors import BadRequestData, ResourceNotFound
+from citybrain.ngsi.geo import geo_filter
+from citybrain.ngsi.http import (
+    int_param,
+    ngsi_response,
+    options_of,
+    representation,
+    request_context,
+    route,
+    split_list,
+    tenant_runtime,
+)
+from citybrain.ngsi.ldcontext import ActiveContext, default_context, from_storage, to_storage
+from citybrain.ngsi.query import parse_q
+from citybrain.runtime import CityBrain
+from citybrain.store import EntityQuery
+
+router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
+MAX_LIMIT = 10000
+SCAN_PAGE = 5000
+
+
+class Selection:
+    """A parsed entity query: which entities, filtered how."""
+
+    def __init__(self, params: dict[str, Any], ctx: ActiveContext) -> None:
+        types = split_list(params.get("type"), "type")
+        if types:
+            types = [t for part in types for t in part.replace(";", "|").split("|")]
+            if not all(types):
+                raise BadRequestData("type: empty type in the list")
+        self.types = [to_storage(t, ctx) for t in types] if types else None
+        self.ids = split_list(params.get("id"), "id")
+        self.id_pattern = params.get("idPattern")
+        if self.id_pattern is not None:
+            try:
+                re.compile(self.id_pattern)
+            except re.error as exc:
+                raise BadRequestData(f"idPattern: invalid regular expression ({exc})") from None
+        q = params.get("q")
+        self.q = parse_q(q, ctx) if q is not None else None
+        self.geo = geo_filter(params.get("georel"), params.get("geometry"), params.get("coordinates"),
+                              params.get("geoproperty"), ctx)
+        attrs = split_list(params.get("attrs"), "attrs")
+        self.attrs = {to_storage(a, ctx) for a in attrs} if attrs else None
+
+    @property
+    def in_python(self) -> bool:
+        """True when some filter runs in Python (so paging must too)."""
+        return self.q is not None or self.geo is not None or self.attrs is not None
+
+    def store_query(self, limit: int, offset: int) -> EntityQuery:
+        """Return the coarse store query."""
+        return EntityQuery(types=self.types, ids=self.ids, id_pattern=self.id_pattern, limit=limit, offset=offset)
+
+    def matches(self, e: Entity) -> bool:
+        """Apply the Python-side filters."""
+        if self.attrs is not None and not (self.attrs & set(e.attrs)) and not (
+                "location" in self.attrs and e.location is not None):
+            return False
+        if self.q is not None and not self.q(e):
+            return False
+        return self.geo is None or self.geo(e)
+
+    async def run(self, rt: CityBrain, limit: int, offset: int) -> tuple[list[Entity], int]:
+        """Return one page of matching entities and the total count."""
+        if not self.in_python:
+            found = await rt.store.query_entities(self.store_query(limit, offset)) if limit else []
+            return found, await rt.store.count_entities(self.store_query(limit, offset))
+        hits: list[Entity] = []
+        start = 0
+        while True:
+            batch = await rt.store.query_entities(self.store_query(SCAN_PAGE, start))
+            hits += [e for e in batch if self.matches(e)]
+            if len(batch) < SCAN_PAGE:
+                break
+            start += SCAN_PAGE
+        return hits[offset:offset + limit], len(hits)
+
+
+async def answer(request: Request, rt: CityBrain, params: dict[str, Any], ctx: ActiveContext) -> Response:
+    """Run a query and render the page, with NGSILD-Results-Count when count=true."""
+    limit = int_param(request, "limit", 20, 0, MAX_LIMIT)
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    opts = options_of(request)
+    count = request.query_params.get("count")
+    if count not in (None, "true", "false"):
+        raise BadRequestData(f"count: {count!r} is not true or false")
+    if limit == 0 and count != "true":
+        raise BadRequestData("limit=0 is only allowed with count=true")
+    sel = Selection(params, ctx)
+    found, total = await sel.run(rt, limit, offset)
+    fmt = representation(opts)
+    pick, omit = names(request, "pick", ctx), names(request, "omit", ctx)
+    if "pick" in params and pick is None:
+        pick = {to_storage(a, ctx) for a in split_list(params["pick"], "pick") or []}
+    out = [entity_out(e, ctx, fmt, sel.attrs, pick, omit, "sysAttrs" in opts) for e in found]
+    headers = {"NGSILD-Results-Count": str(total)} if count == "true" else {}
+    return ngsi_response(request, out, ctx, headers=headers)
+
+
+@route(router, "/entities", ["GET"])
+async def query_entities(request: Request) -> Response:
+    """Query entities by type, id, idPattern, q, attrs and geo-query."""
+    rt = await tenant_runtime(request)
+    ctx = request_context(request)
+    return await answer(request, rt, dict(request.query_params), ctx)
+
+
+@route(router, "/entityOperations/query", ["POST"])
+async def post_query(request: Request) -> Response:
+    """Query entities with a Query object in the body."""
+    rt = await tenant_runtime(request)
+    body, ctx = await body_and_context(request, rt)
+    if not isinstance(body, dict) or body.get("type") != "Query":
+        raise BadRequestData('the body must be a Query object ({"type": "Query", …})')
+    params: dict[str, Any] = {}
+    ents = body.get("entities")
+    if ents is not None:
+        if not isinstance(ents, list) or not all(isinstance(x, dict) for x in ents):
+            raise BadRequestData("entities: expected a list of {type, id, idPattern} selectors")
+        types = [x["type"] for x in ents if isinstance(x.get("type"), str)]
+        ids = [x["id"] for x in ents if isinstance(x.get("id"), str)]
+        pats = [x["idPattern"] for x in ents if isinstance(x.get("idPattern"), str)]
+        if types:
+            params["type"] = ",".join(types)
+        if ids:
+            params["id"] = ",".join(ids)
+        if pats:
+            params["idPattern"] = "|".join(f"(?:{p})" for p in pats)
+    for key in ("q", "attrs", "pick", "omit"):
+        if key in body:
+            val = body[key]
+            params[key] = ",".join(val) if isinstance(val, list) else val
+            if not isinstance(params[key], str):
+                raise BadRequestData(f"{key}: expected a string or a list of strings")
+    geo = body.get("geoQ")
+    if geo is not None:
+        if not isinstance(geo, dict):
+            raise BadRequestData("geoQ: expected an object")
+        params.update(georel=geo.get("georel"), geometry=geo.get("geometry"), coordinates=geo.get("coordinates"),
+                      geoproperty=geo.get("geoproperty"))
+    return await answer(request, rt, params, ctx)
+
+
+async def _all(rt: CityBrain, types: list[str] | None = None) -> list[Entity]:
+    found: list[Entity] = []
+    while True:
+        batch = await rt.store.query_entities(EntityQuery(types=types, limit=SCAN_PAGE, offset=len(found)))
+        found += batch
+        if len(batch) < SCAN_PAGE:
+            return found
+
+
+def _attr_names(e: Entity) -> set[str]:
+    return set(e.attrs) | ({"location"} if e.location is not None else set())
+
+
+@route(router, "/types", ["GET"])
+async def types(request: Request) -> Response:
+    """List entity types (details=true: with their attribute names)."""
+    rt = await tenant_runtime(request)
+    ctx = request_context(request)
+    counts = await rt.store.entity_types()
+    if request.query_params.get("details") == "true":
+        attrs: dict[str, set[str]] = defaultdict(set)
+        for e in await _all(rt):
+            attrs[e.type] |= _attr_names(e)
+        out: Any = [{"id": default_context().expand(t), "type": "EntityType", "typeName": from_storage(t, ctx),
+                     "attributeNames": sorted(from_storage(a, ctx) for a in attrs[t])} for t in sorted(counts)]
+    else:
+        out = {"id": "urn:ngsi-ld:EntityTypeList:citybrain", "type": "EntityTypeList",
+               "typeList": sorted(from_storage(t, ctx) for t in counts)}
+    return ngsi_response(request, out, ctx)
+
+
+@route(router, "/types/{type_name}", ["GET"])
+async def type_info(request: Request, type_name: str) -> Response:
+    """Describe one entity type: count and attributes with their NGSI-LD types."""
+    rt = await tenant_runtime(request)
+    ctx = request_context(request)
+    stored = to_storage(type_name, ctx)
+    found = await _all(rt, [stored])
+    if not found:
+        raise ResourceNotFound(f"entity type {type_name} not found")
+    kinds: dict[str, Counter[str]] = defaultdict(Counter)
+    for e in found:
+        for name, attr in e.attrs.items():
+            kinds[name][attr.get("type", "Property")] += 1
+    details = [{"id": default_context().expand(a), "type": "Attribute", "attributeName": from_storage(a, ctx),
+                "attributeTypes": sorted(k)} for a, k in sorted(kinds.items())]
+    out = {"id": default_context().expand(stored), "type": "EntityTypeInformation",
+           "typeName": from_storage(stored, ctx), "entityCount": len(found), "attributeDetails": details}
+    return ngsi_response(request, out, ctx)
+
+
+@route(router, "/attributes", ["GET"])
+async def attributes(request: Request) -> Response:
+    """List attribute names in use (details=true: with counts and types)."""
+    rt = await tenant_runtime(request)
+    ctx = request_context(request)
+    info = await _attribute_info(rt)
+    if request.query_params.get("details") == "true":
+        out: Any = [_attr_doc(a, c, t, ctx) for a, (c, t) in sorted(info.items())]
+    else:
+        out = {"id": "urn:ngsi-ld:AttributeList:citybrain", "type": "AttributeList",
+               "attributeList": sorted(from_storage(a, ctx) for a in info)}
+    return ngsi_response(request, out, ctx)
+
+
+@route(router, "/attributes/{attr}", ["GET"])
+async def attribute(request: Request, attr: str) -> Response:
+    """Describe one attribute: how many entities have it, its types and the entity types."""
+    rt = await tenant_runtime(request)
+    ctx = request_context(request)
+    info = await _attribute_info(rt)
+    name = to_storage(attr, ctx)
+    if name not in info:
+        raise ResourceNotFound(f"attribute {attr} not found")
+    count, kinds = info[name]
+    return ngsi_response(request, _attr_doc(name, count, kinds, ctx), ctx)
+
+
+async def _attribute_info(rt: CityBrain) -> dict[str, tuple[int, dict[str, set[str]]]]:
+    counts: Counter[str] = Counter()
+    kinds: dict[str, dict[str, set[str]]] = defaultdict(lambda: {"attr": set(), "types": set()})
+    for e in await _all(rt):
+        for name, a in e.attrs.items():
+            counts[name] += 1
+            kinds[name]["attr"].add(a.get("type", "Property"))
+            kinds[name]["types"].add(e.type)
+    return {n: (counts[n], kinds[n]) for n in counts}
+
+
+def _attr_doc(name: str, count: int, kinds: dict[str, set[str]], ctx: ActiveContext) -> dict[str, Any]:
+    return {"id": default_context().expand(name), "type": "Attribute", "attributeName": from_storage(name, ctx),
+            "attributeCount": count, "attributeTypes": sorted(kinds["attr"]),
+            "typeNames": sorted(from_storage(t, ctx) for t in kinds["types"])}

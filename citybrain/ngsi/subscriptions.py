@@ -1,0 +1,214 @@
+"""NGSI-LD subscription routes: create, list, retrieve, update, delete; stored as documents."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from citybrain.clock import normalise_time
+from citybrain.context import new_id
+from citybrain.errors import CityBrainError
+from citybrain.model.urn import is_urn
+from citybrain.ngsi.entities import body_and_context
+from citybrain.ngsi.errors import AlreadyExists, BadRequestData, ResourceNotFound, from_citybrain
+from citybrain.ngsi.geo import geo_filter
+from citybrain.ngsi.http import int_param, ngsi_response, request_context, route, tenant_runtime
+from citybrain.ngsi.ldcontext import resolve, to_storage
+from citybrain.ngsi.notify import STATUS, Notifier, Watch
+from citybrain.ngsi.query import parse_q
+from citybrain.runtime import CityBrain
+from citybrain.store import DeleteDoc, PutDoc
+
+router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
+COLLECTION = "ngsi_subscriptions"
+_FIELDS = {"id", "type", "subscriptionName", "description", "entities", "watchedAttributes", "q", "geoQ",
+           "notification", "throttling", "expiresAt", "isActive", "timeInterval", "lang", "scopeQ", "@context",
+           "notificationTrigger", "showChanges", "jsonldContext", "status", "csf", "temporalQ"}
+
+
+def compile_watch(sub: dict[str, Any], context: Any) -> Watch:
+    """Validate a subscription and compile it into a Watch (BadRequestData naming the bad member)."""
+    unknown = set(sub) - _FIELDS
+    if unknown:
+        raise BadRequestData(f"subscription: unknown member(s) {', '.join(sorted(unknown))}")
+    if sub.get("type") != "Subscription":
+        raise BadRequestData('type: a subscription must have "type": "Subscription"')
+    ctx = resolve(context)
+    selectors: list[tuple[str | None, str | None, re.Pattern[str] | None]] = []
+    ents = sub.get("entities")
+    if ents is not None:
+        if not isinstance(ents, list) or not ents or not all(isinstance(e, dict) for e in ents):
+            raise BadRequestData("entities: expected a non-empty list of {type, id, idPattern}")
+        for e in ents:
+            if not isinstance(e.get("type"), str) or not e["type"]:
+                raise BadRequestData("entities: every selector needs a type")
+            if "id" in e and not is_urn(e["id"]):
+                raise BadRequestData(f"entities: {e['id']!r} is not a URI")
+            pattern = None
+            if "idPattern" in e:
+                try:
+                    pattern = re.compile(str(e["idPattern"]))
+                except re.error as exc:
+                    raise BadRequestData(f"entities: invalid idPattern ({exc})") from None
+            selectors.append((to_storage(e["type"], ctx), e.get("id"), pattern))
+    watched = sub.get("watchedAttributes")
+    if watched is not None and (not isinstance(watched, list) or not watched
+                                or not all(isinstance(a, str) and a for a in watched)):
+        raise BadRequestData("watchedAttributes: expected a non-empty list of attribute names")
+    if ents is None and watched is None:
+        raise BadRequestData("a subscription needs entities or watchedAttributes")
+    q = sub.get("q")
+    if q is not None and not isinstance(q, str):
+        raise BadRequestData("q: expected a string")
+    geo = sub.get("geoQ")
+    if geo is not None and not isinstance(geo, dict):
+        raise BadRequestData("geoQ: expected an object")
+    note = sub.get("notification")
+    if not isinstance(note, dict) or not isinstance(note.get("endpoint"), dict):
+        raise BadRequestData("notification: expected an object with an endpoint")
+    uri = note["endpoint"].get("uri")
+    if not isinstance(uri, str) or not re.match(r"^https?://[^\s/]+", uri):
+        raise BadRequestData(f"notification.endpoint.uri: {uri!r} is not an http(s) URL")
+    accept = note["endpoint"].get("accept", "application/json")
+    if accept not in ("application/json", "application/ld+json"):
+        raise BadRequestData(f"notification.endpoint.accept: {accept!r} is not supported")
+    fmt = note.get("format", "normalized")
+    if fmt not in ("normalized", "keyValues", "concise", "simplified"):
+        raise BadRequestData(f"notification.format: {fmt!r} is not normalized, keyValues or concise")
+    attrs = note.get("attributes")
+    if attrs is not None and (not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs)):
+        raise BadRequestData("notification.attributes: expected a list of attribute names")
+    throttling = sub.get("throttling", 0)
+    if isinstance(throttling, bool) or not isinstance(throttling, int | float) or throttling < 0:
+        raise BadRequestData("throttling: expected a number of seconds ≥ 0")
+    expires = sub.get("expiresAt")
+    if expires is not None:
+        try:
+            expires = normalise_time(expires, "expiresAt")
+        except CityBrainError as exc:
+            raise BadRequestData(exc.detail) from None
+    active = sub.get("isActive", True)
+    if not isinstance(active, bool):
+        raise BadRequestData("isActive: expected true or false")
+    return Watch(
+        id=sub["id"], ctx=ctx, selectors=selectors,
+        watched={to_storage(a, ctx) for a in watched} if watched else None,
+        q=parse_q(q, ctx) if q is not None else None,
+        geo=geo_filter(geo.get("georel"), geo.get("geometry"), geo.get("coordinates"), geo.get("geoproperty"), ctx)
+        if geo else None,
+        attrs={to_storage(a, ctx) for a in attrs} if attrs else None,
+        fmt="keyValues" if fmt == "simplified" else fmt, uri=uri, accept=accept, throttling=float(throttling),
+        active=active, expires=expires)
+
+
+async def _doc(rt: CityBrain, sub_id: str) -> dict[str, Any]:
+    doc = await rt.store.get_doc(COLLECTION, sub_id)
+    if doc is None:
+        raise ResourceNotFound(f"subscription {sub_id} not found")
+    return doc.data
+
+
+async def _render(rt: CityBrain, data: dict[str, Any]) -> dict[str, Any]:
+    sub = dict(data["subscription"])
+    watch = rt.services["ngsi_notifier"].watches.get(sub["id"])
+    status = dict(watch.status) if watch else {}
+    if not status:
+        doc = await rt.store.get_doc(STATUS, sub["id"])
+        status = doc.data if doc else {}
+    note = dict(sub.get("notification", {}))
+    for key in ("lastNotification", "lastSuccess", "lastFailure", "timesSent", "timesFailed"):
+        if key in status:
+            note[key] = status[key]
+    note["status"] = status.get("status", "ok") if status.get("timesSent") or status.get("timesFailed") else "ok"
+    sub["notification"] = note
+    expired = sub.get("expiresAt") and sub["expiresAt"] <= rt.now()
+    sub["status"] = "expired" if expired else ("active" if sub.get("isActive", True) else "paused")
+    return sub
+
+
+@route(router, "/subscriptions", ["POST"], 201)
+async def create(request: Request) -> Response:
+    """Create a subscription (201 with Location)."""
+    rt = await tenant_runtime(request, create=True)
+    body, ctx = await body_and_context(request, rt)
+    if not isinstance(body, dict):
+        raise BadRequestData("a subscription must be a JSON object")
+    context = body.get("@context", ctx.urls[0] if len(ctx.urls) == 1 else list(ctx.urls) or None)
+    sub = {k: v for k, v in body.items() if k != "@context"}
+    sub_id = sub.setdefault("id", f"urn:ngsi-ld:Subscription:{new_id()}")
+    if not is_urn(sub_id):
+        raise BadRequestData(f"id: {sub_id!r} is not a URI")
+    watch = compile_watch(sub, context)
+    try:
+        await rt.store.apply([PutDoc(COLLECTION, sub_id, {"subscription": sub, "context": context}, expect_version=0)])
+    except CityBrainError as exc:
+        if exc.code == "AlreadyExists":
+            raise AlreadyExists(f"subscription {sub_id} already exists") from None
+        raise from_citybrain(exc) from None
+    rt.services["ngsi_notifier"].put(watch)
+    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{sub_id}"})
+
+
+@route(router, "/subscriptions", ["GET"])
+async def list_subscriptions(request: Request) -> Response:
+    """List subscriptions."""
+    rt = await tenant_runtime(request)
+    ctx = request_context(request)
+    limit = int_param(request, "limit", 20, 1, 1000)
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    docs = await rt.store.list_docs(COLLECTION, limit=limit, offset=offset)
+    return ngsi_response(request, [await _render(rt, d.data) for d in docs], ctx)
+
+
+@route(router, "/subscriptions/{sub_id}", ["GET"])
+async def retrieve(request: Request, sub_id: str) -> Response:
+    """Return one subscription with its notification status."""
+    rt = await tenant_runtime(request)
+    ctx = request_context(request)
+    return ngsi_response(request, await _render(rt, await _doc(rt, sub_id)), ctx)
+
+
+@route(router, "/subscriptions/{sub_id}", ["PATCH"], 204)
+async def update(request: Request, sub_id: str) -> Response:
+    """Change members of a subscription."""
+    rt = await tenant_runtime(request)
+    body, _ = await body_and_context(request, rt)
+    data = await _doc(rt, sub_id)
+    if not isinstance(body, dict) or not body:
+        raise BadRequestData("the body must be a non-empty JSON object of subscription members")
+    if "id" in body and body["id"] != sub_id:
+        raise BadRequestData("id cannot be changed")
+    sub = {**data["subscription"], **{k: v for k, v in body.items() if k != "@context"}}
+    context = body.get("@context", data.get("context"))
+    watch = compile_watch(sub, context)
+    await rt.store.apply([PutDoc(COLLECTION, sub_id, {"subscription": sub, "context": context})])
+    rt.services["ngsi_notifier"].put(watch)
+    return Response(status_code=204)
+
+
+@route(router, "/subscriptions/{sub_id}", ["DELETE"], 204)
+async def delete(request: Request, sub_id: str) -> Response:
+    """Delete a subscription."""
+    rt = await tenant_runtime(request)
+    await _doc(rt, sub_id)
+    await rt.store.apply([DeleteDoc(COLLECTION, sub_id), DeleteDoc(STATUS, sub_id)])
+    rt.services["ngsi_notifier"].remove(sub_id)
+    return Response(status_code=204)
+
+
+async def load_all(rt: CityBrain, notifier: Notifier) -> None:
+    """Compile every stored subscription into the notifier (bad ones are skipped)."""
+    offset = 0
+    while True:
+        docs = await rt.store.list_docs(COLLECTION, limit=1000, offset=offset)
+        for d in docs:
+            try:
+                notifier.put(compile_watch(d.data["subscription"], d.data.get("context")))
+            except Exception as exc:  # a stored subscription that no longer compiles must not stop the node
+                await rt.dead_letter("ngsi:subscription", str(exc), orjson.dumps(d.data))
+        if len(docs) < 1000:
+            return
+        offset += 1000

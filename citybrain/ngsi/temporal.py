@@ -1,0 +1,150 @@
+"""NGSI-LD temporal retrieval (/temporal/entities) from the store's history: timerel, lastN, temporalValues,
+and aggregation (aggrMethods over aggrPeriodDuration buckets)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from citybrain.clock import iso, parse_time
+from citybrain.errors import CityBrainError
+from citybrain.model.entity import Entity, HistoryRow
+from citybrain.ngsi.entities import load, names
+from citybrain.ngsi.errors import BadRequestData
+from citybrain.ngsi.http import int_param, ngsi_response, options_of, request_context, route, tenant_runtime
+from citybrain.ngsi.ldcontext import ActiveContext, from_storage
+from citybrain.ngsi.queries import MAX_LIMIT, Selection
+from citybrain.runtime import CityBrain
+
+router = APIRouter(prefix="/ngsi-ld/v1/temporal", tags=["ngsi-ld"])
+METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
+_DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def _time(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return iso(parse_time(raw, name))
+    except CityBrainError as exc:
+        raise BadRequestData(exc.detail) from None
+
+
+def time_window(request: Request) -> tuple[str | None, str | None]:
+    """Return (since, until) from timerel, timeAt and endTimeAt."""
+    rel = request.query_params.get("timerel")
+    at, end = _time(request, "timeAt"), _time(request, "endTimeAt")
+    if rel is None:
+        if at or end:
+            raise BadRequestData("timeAt/endTimeAt need timerel")
+        return None, None
+    if rel not in ("before", "after", "between"):
+        raise BadRequestData(f"timerel: {rel!r} is not before, after or between")
+    if at is None:
+        raise BadRequestData("timerel needs timeAt")
+    if rel == "between":
+        if end is None:
+            raise BadRequestData("timerel=between needs endTimeAt")
+        if end <= at:
+            raise BadRequestData("endTimeAt must be after timeAt")
+        return at, end
+    return (None, at) if rel == "before" else (at, None)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse an ISO 8601 duration of weeks, days, hours, minutes and seconds."""
+    m = _DURATION.match(text)
+    if not m or text in ("P", "PT"):
+        raise BadRequestData(f"aggrPeriodDuration: {text!r} is not an ISO 8601 duration such as PT1H")
+    w, d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    span = timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
+    if span.total_seconds() <= 0:
+        raise BadRequestData("aggrPeriodDuration must be positive")
+    return span
+
+
+def aggregate(rows: list[HistoryRow], methods: list[str], period: timedelta | None) -> dict[str, Any]:
+    """Aggregate rows per period bucket: {method: [[value, start, end], …]}."""
+    buckets: dict[str, list[HistoryRow]] = {}
+    if period is None:
+        if rows:
+            buckets[rows[0].observed_at] = rows
+    else:
+        for r in rows:
+            t = parse_time(r.observed_at)
+            start = t - timedelta(seconds=t.timestamp() % period.total_seconds())
+            buckets.setdefault(iso(start), []).append(r)
+    out: dict[str, Any] = {m: [] for m in methods}
+    for begin, group in sorted(buckets.items()):
+        end = iso(parse_time(begin) + period) if period else group[-1].observed_at
+        nums = [r.value for r in group if isinstance(r.value, int | float) and not isinstance(r.value, bool)]
+        values: dict[str, Any] = {"totalCount": len(group), "distinctCount": len({repr(r.value) for r in group})}
+        if nums:
+            values.update(sum=sum(nums), avg=sum(nums) / len(nums), min=min(nums), max=max(nums),
+                          stddev=statistics.pstdev(nums), sumsq=sum(n * n for n in nums))
+        for m in methods:
+            if m in values:
+                out[m].append([values[m], begin, end])
+    return out
+
+
+async def temporal_entity(request: Request, rt: CityBrain, entity: Entity, ctx: ActiveContext) -> dict[str, Any]:
+    """Render an entity's history in the temporal representation the request asks for."""
+    since, until = time_window(request)
+    last_n = int_param(request, "lastN", 0, 0, 100000) or None
+    attrs = names(request, "attrs", ctx)
+    opts = options_of(request)
+    methods = [m.strip() for m in (request.query_params.get("aggrMethods") or "").split(",") if m.strip()]
+    bad = set(methods) - set(METHODS)
+    if bad:
+        raise BadRequestData(f"aggrMethods: unknown method(s) {', '.join(sorted(bad))}")
+    period = parse_duration(request.query_params["aggrPeriodDuration"]) \
+        if request.query_params.get("aggrPeriodDuration") else None
+    if period and not methods:
+        raise BadRequestData("aggrPeriodDuration needs aggrMethods")
+    out: dict[str, Any] = {"id": entity.id, "type": from_storage(entity.type, ctx)}
+    for name, current in entity.attrs.items():
+        if attrs is not None and name not in attrs:
+            continue
+        rows = await rt.store.history(entity.id, name, since, until, last_n)
+        kind = current.get("type", "Property")
+        key = from_storage(name, ctx)
+        if methods:
+            out[key] = {"type": kind, **aggregate(rows, methods, period)}
+        elif "temporalValues" in opts:
+            out[key] = {"type": kind, "values": [[r.value, r.observed_at] for r in rows]}
+        else:
+            vk = "object" if kind == "Relationship" else "value"
+            out[key] = [{"type": kind, vk: r.value, "observedAt": r.observed_at,
+                         **({"unitCode": r.unit} if r.unit else {})} for r in rows]
+    return out
+
+
+@route(router, "/entities/{entity_id}", ["GET"])
+async def retrieve(request: Request, entity_id: str) -> Response:
+    """Return the history of one entity."""
+    rt = await tenant_runtime(request)
+    ctx = request_context(request)
+    entity = await load(rt, entity_id)
+    return ngsi_response(request, await temporal_entity(request, rt, entity, ctx), ctx)
+
+
+@route(router, "/entities", ["GET"])
+async def query(request: Request) -> Response:
+    """Return the history of the entities a query selects."""
+    rt = await tenant_runtime(request)
+    ctx = request_context(request)
+    params = dict(request.query_params)
+    if not any(k in params for k in ("type", "id", "idPattern", "q", "attrs", "georel")):
+        raise BadRequestData("a temporal query needs type, id, idPattern, q, attrs or a geo-query")
+    limit = int_param(request, "limit", 20, 1, MAX_LIMIT)
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    found, total = await Selection(params, ctx).run(rt, limit, offset)
+    out = [await temporal_entity(request, rt, e, ctx) for e in found]
+    headers = {"NGSILD-Results-Count": str(total)} if params.get("count") == "true" else {}
+    return ngsi_response(request, out, ctx, headers=headers)
