@@ -130,16 +130,7 @@ def deadletters(
     """List messages that could not be processed, with the reason (and optionally replay them)."""
     from citybrain.runtime import CityBrain
 
-    async def _register_subcommands() -> None:
-    from citybrain.mqtt.cli import devices_app
-
-    app.add_typer(devices_app, name="devices")
-
-
-_register_subcommands()
-
-
-def main() -> None:
+    async def main() -> None:
         async with CityBrain(settings_from(store=store)) as rt:
             if replay:
                 from citybrain.ingest.deadletters import replay as run_replay
