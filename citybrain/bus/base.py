@@ -10,7 +10,7 @@ message; a handler that raises gets it again (up to max_deliver times, then it i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 
@@ -71,6 +71,11 @@ class Bus(ABC):
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
         """Publish durably; return when the bus has accepted it. Same msg_id twice = stored once."""
+
+    async def publish_many(self, messages: Iterable[Message]) -> None:
+        """Publish several messages in order (subject, data, msg_id, headers of each); adapters pipeline."""
+        for m in messages:
+            await self.publish(m.subject, m.data, msg_id=m.msg_id, headers=m.headers or None)
 
     @abstractmethod
     async def subscribe(
