@@ -212,6 +212,7 @@ class Store(ABC):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
+        self._queue = None  # apply() after close raises Unavailable instead of waiting forever
         await self._disconnect()
 
     async def __aenter__(self) -> Store:

@@ -1,0 +1,631 @@
+"""PostgreSQL adapter of the store port: one writer connection doing the group commit, a pool of readers.
+
+The writer runs every group of batches in one transaction with a SAVEPOINT per batch (a failing batch
+fails alone). If its connection dies, the group fails with Unavailable and the next commit reconnects
+with backoff. Readers use an autocommit pool and retry once on a dropped connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from citybrain.errors import AlreadyExists, CityBrainError, Conflict, NotFound, Unavailable
+from citybrain.events import Event
+from citybrain.model.entity import Entity, HistoryRow, ObservationRow
+from citybrain.store.base import (
+    AddDeadLetter,
+    AppendEvent,
+    DeadLetter,
+    DeleteAttrs,
+    DeleteDoc,
+    DeleteEntity,
+    Doc,
+    EntityQuery,
+    Op,
+    PutDoc,
+    SetAttrs,
+    Store,
+    UpsertEntity,
+    WriteObservations,
+    dumps,
+    join_attr,
+    point_of,
+    split_attr,
+)
+from citybrain.store.schema import POSTGRES_MIGRATIONS
+
+T = TypeVar("T")
+Cur = AsyncCursor[tuple[Any, ...]]
+
+_MIGRATION_LOCK = 0x63697479627261  # "citybra": one advisory lock for every process migrating this database
+_NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+# Rows travel as one JSON array of arrays: far cheaper to send than per-row parameters or text[] arrays.
+_ROWS5 = "SELECT r->>0, r->>1, r->>2, r->>3, r->>4 FROM json_array_elements(%s::json) r"
+_OBS_HISTORY = (
+    f"INSERT INTO history(entity_id, name, observed_at, value, unit) {_ROWS5} "
+    "ON CONFLICT (entity_id, name, observed_at) DO UPDATE SET value=excluded.value, unit=excluded.unit"
+)
+_OBS_STATE = (
+    f"INSERT INTO attrs(entity_id, name, value, observed_at, unit) {_ROWS5} "
+    "ON CONFLICT (entity_id, name) DO UPDATE SET value=excluded.value, observed_at=excluded.observed_at, "
+    "unit=coalesce(excluded.unit, attrs.unit) "
+    "WHERE attrs.observed_at IS NULL OR excluded.observed_at >= attrs.observed_at"
+)
+_ATTR_UPSERT = (
+    "INSERT INTO attrs(entity_id, name, value, observed_at, unit, extra) "
+    "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5 FROM json_array_elements(%s::json) r "
+    "ON CONFLICT (entity_id, name) DO UPDATE SET value=excluded.value, observed_at=excluded.observed_at, "
+    "unit=excluded.unit, extra=excluded.extra"
+)
+_ECOLS = "id, type, place, location, created_at, modified_at, scope"
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _json_rows(rows: Sequence[tuple[Any, ...]]) -> tuple[str]:
+    """Return the parameters of a json_array_elements statement: the rows as one JSON text."""
+    return (orjson.dumps(rows).decode(),)
+
+
+def observation_rows(rows: Sequence[ObservationRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Return (history, state) rows of observations, each key once (a statement may touch a row only once).
+
+    History keeps the last row per (entity, attr, observedAt), like INSERT OR REPLACE; state keeps the
+    newest observedAt per (entity, attr), later rows winning ties, carrying a unit forward if omitted."""
+    hist: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+    state: dict[tuple[str, str], tuple[str, str, str | None]] = {}
+    for r in rows:
+        value = dumps(r.value)
+        hist[(r.entity_id, r.attr, r.observed_at)] = (value, r.unit)
+        key = (r.entity_id, r.attr)
+        cur = state.get(key)
+        if cur is None:
+            state[key] = (value, r.observed_at, r.unit)
+        elif r.observed_at >= cur[1]:
+            state[key] = (value, r.observed_at, cur[2] if r.unit is None else r.unit)
+    return [(e, a, t, v, u) for (e, a, t), (v, u) in hist.items()], [
+        (e, a, v, t, u) for (e, a), (v, t, u) in state.items()
+    ]
+
+
+def _as_error(exc: Exception) -> Exception:
+    """Map a database error to the citybrain error hierarchy."""
+    if isinstance(exc, CityBrainError):
+        return exc
+    if isinstance(exc, pgerrors.UniqueViolation):
+        return AlreadyExists(f"already exists: {exc.diag.message_detail or exc}")
+    if isinstance(exc, pgerrors.SerializationFailure | pgerrors.DeadlockDetected):
+        return Conflict(f"postgres: {exc}")
+    if isinstance(exc, psycopg.OperationalError):
+        return Unavailable(f"postgres: {exc}")
+    return exc
+
+
+class PostgresStore(Store):
+    """The server store: PostgreSQL 15+, for several processes and large cities."""
+
+    def __init__(
+        self, url: str, max_batches: int = 256, readers: int = 4, reconnect_attempts: int = 5
+    ) -> None:
+        super().__init__(max_batches)
+        self.url = url
+        self._readers = readers
+        self._reconnect_attempts = reconnect_attempts
+        self._kwargs: dict[str, Any] = (
+            {} if "connect_timeout" in conninfo_to_dict(url) else {"connect_timeout": 5}
+        )
+        self._wconn: AsyncConnection[tuple[Any, ...]] | None = None
+        self._pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] | None = None
+        self.reconnects = 0
+        self._optimistic_failures = 3  # failed batches retried without savepoints before using them
+
+    # connections -----------------------------------------------------------------------------
+    async def _new_writer(self) -> AsyncConnection[tuple[Any, ...]]:
+        return await AsyncConnection.connect(self.url, autocommit=False, **self._kwargs)
+
+    async def _writer_conn(self) -> AsyncConnection[tuple[Any, ...]]:
+        """Return the writer connection, reconnecting with backoff if it was lost."""
+        conn = self._wconn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._wconn = None
+        delay, last = 0.05, None
+        for attempt in range(self._reconnect_attempts):
+            try:
+                self._wconn = await self._new_writer()
+                self.reconnects += 1
+                return self._wconn
+            except psycopg.OperationalError as exc:
+                last = exc
+                if attempt + 1 < self._reconnect_attempts:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+        raise Unavailable(f"postgres: cannot connect: {last}") from last
+
+    @staticmethod
+    async def _configure(conn: AsyncConnection[Any]) -> None:
+        set_json_loads(orjson.loads, conn)
+
+    async def _connect(self) -> None:
+        try:
+            self._wconn = await self._new_writer()
+            self._pool = AsyncConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self._readers,
+                open=False,
+                timeout=10,
+                kwargs={"autocommit": True, **self._kwargs},
+                configure=self._configure,
+                name="citybrain-readers",
+            )
+            await self._pool.open(wait=True, timeout=10)
+        except psycopg.OperationalError as exc:
+            await self._disconnect()
+            raise Unavailable(f"postgres: {exc}") from exc
+
+    async def _disconnect(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._wconn is not None:
+            await self._wconn.close()
+            self._wconn = None
+
+    async def migrate(self) -> None:
+        """Apply pending migrations, serialised across processes by an advisory lock."""
+        conn = await self._writer_conn()
+        try:
+            async with conn.cursor() as cur:
+                await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                await cur.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, applied_at TEXT)"
+                )
+                await cur.execute("SELECT version FROM schema_migrations")
+                done = {r[0] for r in await cur.fetchall()}
+                for version, ddl in POSTGRES_MIGRATIONS:
+                    if version not in done:
+                        await cur.execute(ddl, prepare=False)
+                        await cur.execute(f"INSERT INTO schema_migrations VALUES (%s, {_NOW})", (version,))
+            await conn.commit()
+        except BaseException:
+            if not conn.closed:
+                await conn.rollback()
+            raise
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+
+        async def run(cur: Cur) -> None:
+            await cur.execute("SELECT 1")
+
+        await self._read(run)
+
+    # writing ---------------------------------------------------------------------------------
+    async def _commit(self, batches: list[Sequence[Op]]) -> list[BaseException | None]:
+        conn = await self._writer_conn()
+        try:
+            return await self._commit_on(conn, batches)
+        except BaseException as exc:
+            if conn.broken or conn.closed:  # the next commit reconnects
+                self._wconn = None
+                await conn.close()
+            else:
+                try:
+                    await conn.rollback()
+                except psycopg.Error:
+                    self._wconn = None
+                    await conn.close()
+            if isinstance(exc, psycopg.Error):
+                raise _as_error(exc) from exc
+            raise
+
+    async def _commit_on(
+        self, conn: AsyncConnection[tuple[Any, ...]], batches: list[Sequence[Op]]
+    ) -> list[BaseException | None]:
+        """Run the group in one transaction, first without savepoints (see SqliteStore._commit_sync).
+
+        Besides their cost, many savepoints in one transaction overflow PostgreSQL's subtransaction
+        cache, which slows down every other session."""
+        failed: dict[int, BaseException] = {}
+        while True:
+            savepoints = len(failed) >= self._optimistic_failures
+            async with conn.cursor() as cur:
+                for i, ops in enumerate(batches):
+                    if i in failed:
+                        continue
+                    if savepoints:
+                        await cur.execute("SAVEPOINT b")
+                    try:
+                        for op in ops:
+                            await self._apply_op(cur, op)
+                    except Exception as exc:
+                        if conn.broken:
+                            raise
+                        failed[i] = _as_error(exc)
+                        if not savepoints:
+                            await conn.rollback()
+                            break
+                        await cur.execute("ROLLBACK TO SAVEPOINT b")
+                    if savepoints:
+                        await cur.execute("RELEASE SAVEPOINT b")
+                else:
+                    await conn.commit()
+                    return [failed.get(i) for i in range(len(batches))]
+            if len(failed) == len(batches):
+                return [failed[i] for i in range(len(batches))]
+
+    async def _apply_op(self, cur: Cur, op: Op) -> None:
+        if isinstance(op, WriteObservations):
+            if op.rows:
+                hist, state = observation_rows(op.rows)
+                await cur.execute(_OBS_HISTORY, _json_rows(hist))
+                await cur.execute(_OBS_STATE, _json_rows(state))
+        elif isinstance(op, UpsertEntity):
+            await self._upsert_entity(cur, op)
+        elif isinstance(op, SetAttrs):
+            await self._require(cur, op.entity_id)
+            await self._write_attrs(cur, op.entity_id, op.attrs, op.modified_at, op.history)
+            await cur.execute(
+                "UPDATE entities SET modified_at=%s WHERE id=%s", (op.modified_at, op.entity_id)
+            )
+            if "location" in op.attrs:
+                await self._set_location(cur, op.entity_id, op.attrs["location"].get("value"))
+        elif isinstance(op, DeleteAttrs):
+            await self._require(cur, op.entity_id)
+            await cur.execute(
+                "DELETE FROM attrs WHERE entity_id=%s AND name = ANY(%s::text[]) RETURNING name",
+                (op.entity_id, op.names),
+            )
+            gone = {r[0] for r in await cur.fetchall()}
+            for name in op.names:
+                if name not in gone:
+                    raise NotFound(f"attribute {name} not found on {op.entity_id}", field=name)
+            if "location" in gone:
+                await self._set_location(cur, op.entity_id, None)
+            await cur.execute(
+                "UPDATE entities SET modified_at=%s WHERE id=%s", (op.modified_at, op.entity_id)
+            )
+        elif isinstance(op, DeleteEntity):
+            await cur.execute("DELETE FROM entities WHERE id=%s", (op.id,))
+            if cur.rowcount == 0 and not op.missing_ok:
+                raise NotFound(f"entity {op.id} not found", field="id")
+            await cur.execute("DELETE FROM attrs WHERE entity_id=%s", (op.id,))
+        elif isinstance(op, PutDoc):
+            await self._put_doc(cur, op)
+        elif isinstance(op, DeleteDoc):
+            await cur.execute("DELETE FROM docs WHERE collection=%s AND id=%s", (op.collection, op.id))
+        elif isinstance(op, AppendEvent):
+            ev = op.event
+            await cur.execute(
+                "INSERT INTO events(id, type, time, context, data) VALUES (%s,%s,%s,%s::jsonb,%s::jsonb) "
+                "ON CONFLICT (id) DO NOTHING",
+                (ev.context.id, ev.type, ev.time, dumps(ev.context.to_dict()), dumps(ev.data)),
+            )
+        elif isinstance(op, AddDeadLetter):
+            await cur.execute(
+                "INSERT INTO deadletters(time, source, reason, payload) VALUES (%s,%s,%s,%s)",
+                (op.time, op.source, op.reason, op.payload),
+            )
+        else:  # pragma: no cover - the Op union is closed
+            raise TypeError(f"unknown store operation {op!r}")
+
+    @staticmethod
+    async def _require(cur: Cur, entity_id: str) -> None:
+        await cur.execute("SELECT 1 FROM entities WHERE id=%s", (entity_id,))
+        if await cur.fetchone() is None:
+            raise NotFound(f"entity {entity_id} not found", field="id")
+
+    async def _put_doc(self, cur: Cur, op: PutDoc) -> None:
+        await cur.execute(
+            "SELECT version FROM docs WHERE collection=%s AND id=%s FOR UPDATE", (op.collection, op.id)
+        )
+        row = await cur.fetchone()
+        current = row[0] if row else 0
+        if op.expect_version is not None and op.expect_version != current:
+            if op.expect_version == 0:
+                raise AlreadyExists(f"{op.collection}/{op.id} already exists", field="id")
+            raise Conflict(
+                f"{op.collection}/{op.id} changed (version {current}, expected {op.expect_version})"
+            )
+        if row is None:  # a concurrent insert by another process raises UniqueViolation -> AlreadyExists
+            await cur.execute(
+                "INSERT INTO docs(collection, id, data, version, updated_at) "
+                f"VALUES (%s,%s,%s::jsonb,1,{_NOW})",
+                (op.collection, op.id, dumps(op.data)),
+            )
+        else:
+            await cur.execute(
+                f"UPDATE docs SET data=%s::jsonb, version=version+1, updated_at={_NOW} "
+                "WHERE collection=%s AND id=%s",
+                (dumps(op.data), op.collection, op.id),
+            )
+
+    async def _upsert_entity(self, cur: Cur, op: UpsertEntity) -> None:
+        e = op.entity
+        await cur.execute("SELECT 1 FROM entities WHERE id=%s FOR UPDATE", (e.id,))
+        exists = await cur.fetchone() is not None
+        if op.mode == "create" and exists:
+            raise AlreadyExists(f"entity {e.id} already exists", field="id")
+        if op.mode == "update" and not exists:
+            raise NotFound(f"entity {e.id} not found", field="id")
+        attrs = dict(e.attrs)
+        location = e.location
+        if location is None and "location" in attrs:
+            location = attrs["location"].get("value")
+        lon, lat = point_of(location)
+        loc = dumps(location) if location else None
+        if not exists:
+            await cur.execute(
+                "INSERT INTO entities(id, type, place, location, lon, lat, created_at, modified_at, scope) "
+                "VALUES (%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s)",
+                (e.id, e.type, e.place, loc, lon, lat, e.created_at, e.modified_at or e.created_at, e.scope),
+            )
+        elif op.mode == "replace":
+            await cur.execute("DELETE FROM attrs WHERE entity_id=%s", (e.id,))
+            await cur.execute(
+                "UPDATE entities SET type=%s, place=%s, location=%s::jsonb, lon=%s, lat=%s, "
+                "modified_at=coalesce(nullif(%s, ''), modified_at), scope=%s WHERE id=%s",
+                (e.type, e.place, loc, lon, lat, e.modified_at, e.scope, e.id),
+            )
+        else:
+            await cur.execute(
+                "UPDATE entities SET modified_at=coalesce(nullif(%s, ''), modified_at), "
+                "place=coalesce(%s, place), scope=coalesce(%s, scope) WHERE id=%s",
+                (e.modified_at, e.place, e.scope, e.id),
+            )
+            if location is not None:
+                await self._set_location(cur, e.id, location)
+        if attrs:
+            await self._write_attrs(cur, e.id, attrs, e.modified_at or e.created_at, op.history)
+
+    @staticmethod
+    async def _set_location(cur: Cur, entity_id: str, location: dict[str, Any] | None) -> None:
+        lon, lat = point_of(location)
+        await cur.execute(
+            "UPDATE entities SET location=%s::jsonb, lon=%s, lat=%s WHERE id=%s",
+            (dumps(location) if location else None, lon, lat, entity_id),
+        )
+
+    @staticmethod
+    async def _write_attrs(cur: Cur, entity_id: str, attrs: dict[str, Any], when: str, history: bool) -> None:
+        state: list[tuple[Any, ...]] = []
+        hist: list[tuple[Any, ...]] = []
+        for name, attr in attrs.items():
+            value, observed_at, unit, extra = split_attr(attr)
+            state.append((entity_id, name, value, observed_at, unit, extra))
+            if history:
+                hist.append((entity_id, name, observed_at or when, value, unit))
+        await cur.execute(_ATTR_UPSERT, _json_rows(state))
+        if hist:
+            await cur.execute(_OBS_HISTORY, _json_rows(hist))
+
+    # reading ---------------------------------------------------------------------------------
+    async def _read(self, fn: Callable[[Cur], Awaitable[T]]) -> T:
+        """Run `fn` on a pooled reader; if its connection had been dropped, check the pool and retry once."""
+        for attempt in (1, 2):
+            if self._pool is None:
+                raise Unavailable("store is not open")
+            broken = False
+            try:
+                async with self._pool.connection() as conn:
+                    try:
+                        async with conn.cursor() as cur:
+                            return await fn(cur)
+                    finally:
+                        broken = conn.broken
+            except PoolTimeout as exc:
+                raise Unavailable(f"postgres: {exc}") from exc
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or not broken:
+                    raise Unavailable(f"postgres: {exc}") from exc
+            await self._pool.check()  # drop the other dead connections too (say, after a server restart)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async def run(cur: Cur) -> list[tuple[Any, ...]]:
+            await cur.execute(sql, params)
+            return await cur.fetchall()
+
+        return await self._read(run)
+
+    async def _entities(self, sql: str, params: Sequence[Any]) -> list[Entity]:
+        async def run(cur: Cur) -> list[Entity]:
+            await cur.execute(sql, params)
+            entities: dict[str, Entity] = {}
+            for r in await cur.fetchall():
+                entities[r[0]] = Entity(
+                    id=r[0],
+                    type=r[1],
+                    place=r[2],
+                    location=r[3],
+                    created_at=r[4] or "",
+                    modified_at=r[5] or "",
+                    scope=r[6],
+                    attrs={},
+                )
+            if entities:
+                await cur.execute(
+                    "SELECT entity_id, name, value, observed_at, unit, extra FROM attrs "
+                    "WHERE entity_id = ANY(%s::text[]) ORDER BY entity_id, name",
+                    (list(entities),),
+                )
+                for eid, name, value, observed_at, unit, extra in await cur.fetchall():
+                    entities[eid].attrs[name] = join_attr(value, observed_at, unit, extra)
+            return list(entities.values())
+
+        return await self._read(run)
+
+    async def get_entity(self, entity_id: str) -> Entity | None:
+        """Return one entity or None."""
+        found = await self._entities(f"SELECT {_ECOLS} FROM entities WHERE id=%s", (entity_id,))
+        return found[0] if found else None
+
+    async def get_entities(self, ids: Sequence[str]) -> dict[str, Entity]:
+        """Return existing entities among ids."""
+        found = await self._entities(
+            f"SELECT {_ECOLS} FROM entities WHERE id = ANY(%s::text[])", (list(ids),)
+        )
+        return {e.id: e for e in found}
+
+    @staticmethod
+    def _where(q: EntityQuery) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, values in (("type", q.types), ("id", q.ids), ("place", q.places)):
+            if values is not None:
+                clauses.append(f"{column} = ANY(%s::text[])")
+                params.append(list(values))
+        if q.id_pattern:
+            clauses.append("id ~ %s")
+            params.append(q.id_pattern)
+        if q.bbox:
+            clauses.append("lon BETWEEN %s AND %s AND lat BETWEEN %s AND %s")
+            params += [q.bbox[0], q.bbox[2], q.bbox[1], q.bbox[3]]
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    async def query_entities(self, query: EntityQuery) -> list[Entity]:
+        """Return matching entities ordered by id."""
+        where, params = self._where(query)
+        sql = f"SELECT {_ECOLS} FROM entities{where} ORDER BY id LIMIT %s OFFSET %s"
+        return await self._entities(sql, [*params, query.limit, query.offset])
+
+    async def count_entities(self, query: EntityQuery) -> int:
+        """Count matching entities."""
+        where, params = self._where(query)
+        return int((await self._fetch(f"SELECT count(*) FROM entities{where}", params))[0][0])
+
+    async def entity_ids(self, types: Sequence[str] | None = None) -> list[tuple[str, str]]:
+        """Return (id, type) pairs."""
+        if types is None:
+            rows = await self._fetch("SELECT id, type FROM entities")
+        else:
+            rows = await self._fetch(
+                "SELECT id, type FROM entities WHERE type = ANY(%s::text[])", (list(types),)
+            )
+        return [(r[0], r[1]) for r in rows]
+
+    async def entity_types(self) -> dict[str, int]:
+        """Return type -> count."""
+        rows = await self._fetch("SELECT type, count(*) FROM entities GROUP BY type ORDER BY type")
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def history(
+        self,
+        entity_id: str,
+        attr: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        last_n: int | None = None,
+        limit: int = 10000,
+    ) -> list[HistoryRow]:
+        """Return past values oldest first."""
+        clauses = ["entity_id=%s"]
+        params: list[Any] = [entity_id]
+        for clause, value in (("name=%s", attr), ("observed_at>=%s", since), ("observed_at<%s", until)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = " AND ".join(clauses)
+        cols = "entity_id, name, observed_at, value, unit"
+        if last_n is not None:
+            sql = (
+                f"SELECT * FROM (SELECT {cols} FROM history WHERE {where} "
+                "ORDER BY observed_at DESC, name DESC "
+                "LIMIT %s) h ORDER BY observed_at, name"
+            )
+            params.append(min(last_n, limit))
+        else:
+            sql = f"SELECT {cols} FROM history WHERE {where} ORDER BY observed_at, name LIMIT %s"
+            params.append(limit)
+        return [
+            HistoryRow(entity_id=r[0], attr=r[1], observed_at=r[2], value=orjson.loads(r[3]), unit=r[4])
+            for r in await self._fetch(sql, params)
+        ]
+
+    async def history_count(self, entity_id: str | None = None) -> int:
+        """Count history rows."""
+        if entity_id is None:
+            return int((await self._fetch("SELECT count(*) FROM history"))[0][0])
+        return int((await self._fetch("SELECT count(*) FROM history WHERE entity_id=%s", (entity_id,)))[0][0])
+
+    async def events(self, after: int = 0, type_prefix: str | None = None, limit: int = 1000) -> list[Event]:
+        """Return events after seq."""
+        from citybrain.context import Context
+
+        sql = "SELECT seq, type, time, context, data FROM events WHERE seq>%s"
+        params: list[Any] = [after]
+        if type_prefix:
+            sql += " AND starts_with(type, %s)"
+            params.append(type_prefix)
+        rows = await self._fetch(sql + " ORDER BY seq LIMIT %s", [*params, limit])
+        return [
+            Event(seq=r[0], type=r[1], time=r[2], context=Context.from_dict(r[3]), data=r[4]) for r in rows
+        ]
+
+    async def get_doc(self, collection: str, doc_id: str) -> Doc | None:
+        """Return one document."""
+        rows = await self._fetch(
+            "SELECT data, version, updated_at FROM docs WHERE collection=%s AND id=%s", (collection, doc_id)
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Doc(collection=collection, id=doc_id, data=r[0], version=r[1], updated_at=r[2])
+
+    async def list_docs(
+        self, collection: str, where: dict[str, Any] | None = None, limit: int = 1000, offset: int = 0
+    ) -> list[Doc]:
+        """Return documents whose top-level fields equal `where` (None: missing or null)."""
+        clauses = ["collection=%s"]
+        params: list[Any] = [collection]
+        contains: dict[str, Any] = {}
+        for key, value in (where or {}).items():
+            if not _FIELD.fullmatch(key):
+                raise ValueError(f"bad field name {key!r}")
+            if value is None:
+                clauses.append("coalesce(data->%s, 'null'::jsonb) = 'null'::jsonb")
+                params.append(key)
+            else:
+                contains[key] = value
+        if contains:
+            clauses.append("data @> %s::jsonb")
+            params.append(dumps(contains))
+        sql = (
+            f"SELECT id, data, version, updated_at FROM docs WHERE {' AND '.join(clauses)} "
+            "ORDER BY id LIMIT %s OFFSET %s"
+        )
+        rows = await self._fetch(sql, [*params, limit, offset])
+        return [Doc(collection=collection, id=r[0], data=r[1], version=r[2], updated_at=r[3]) for r in rows]
+
+    async def deadletters(self, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
+        """Return dead letters oldest first."""
+        sql = "SELECT seq, time, source, reason, payload, replayed FROM deadletters"
+        if not include_replayed:
+            sql += " WHERE NOT replayed"
+        rows = await self._fetch(sql + " ORDER BY seq LIMIT %s", (limit,))
+        return [
+            DeadLetter(seq=r[0], time=r[1], source=r[2], reason=r[3], payload=r[4], replayed=r[5])
+            for r in rows
+        ]
+
+    async def mark_replayed(self, seqs: Sequence[int]) -> None:
+        """Mark dead letters replayed (an autocommit statement on a pooled connection)."""
+
+        async def run(cur: Cur) -> None:
+            await cur.execute(
+                "UPDATE deadletters SET replayed=TRUE WHERE seq = ANY(%s::bigint[])", (list(seqs),)
+            )
+
+        await self._read(run)

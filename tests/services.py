@@ -1,0 +1,27 @@
+"""Helpers for tests that need an external service (PostgreSQL, NATS, MQTT …)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+PG_URL = os.environ.get("CITYBRAIN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def in_ci() -> bool:
+    """Return True when running in CI (CI=true), where missing services are failures."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def require_service(name: str, host: str, port: int, timeout: float = 1.0) -> None:
+    """Fail (CI=true) or skip (otherwise) the calling test unless host:port accepts TCP connections."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as exc:
+        reason = f"{name} is not reachable at {host}:{port} ({exc})"
+    if in_ci():
+        pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
+    pytest.skip(f"{reason}; start it, or set CI=true to turn this skip into a failure")
