@@ -1,0 +1,158 @@
+"""Rolling statistics in constant memory, and the live state of one place."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from citybrain.clock import iso
+
+_EPOCH_CACHE: dict[str, float] = {}
+
+
+def epoch(observed_at: str) -> float:
+    """Return epoch seconds of a canonical UTC timestamp (cached: replays repeat the same hours)."""
+    ts = _EPOCH_CACHE.get(observed_at)
+    if ts is None:
+        ts = datetime.fromisoformat(observed_at).timestamp()
+        if len(_EPOCH_CACHE) > 100_000:
+            _EPOCH_CACHE.clear()
+        _EPOCH_CACHE[observed_at] = ts
+    return ts
+
+
+def iso_of(ts: float) -> str:
+    """Return canonical UTC ISO 8601 for epoch seconds."""
+    return iso(datetime.fromtimestamp(ts, UTC))
+
+
+def numeric(value: Any) -> float | None:
+    """Return the value as a float if it is a number (booleans and text are not)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+class Rolling:
+    """Count, sum, max and min over a sliding time window, kept in 24 buckets (constant memory)."""
+
+    __slots__ = ("span", "width", "buckets")
+
+    def __init__(self, span: float, buckets: int = 24) -> None:
+        self.span = span
+        self.width = span / buckets
+        self.buckets: deque[list[float]] = deque()  # [start, n, sum, max, min]
+
+    def add(self, ts: float, value: float) -> None:
+        """Add one value observed at epoch second `ts`."""
+        start = ts - ts % self.width
+        b = self.buckets
+        if b and b[-1][0] == start:
+            last = b[-1]
+            last[1] += 1
+            last[2] += value
+            if value > last[3]:
+                last[3] = value
+            if value < last[4]:
+                last[4] = value
+            return
+        if not b or start > b[-1][0]:
+            b.append([start, 1.0, value, value, value])
+            limit = start - self.span
+            while b[0][0] <= limit:
+                b.popleft()
+            return
+        if start <= b[-1][0] - self.span:
+            return  # older than the window: it no longer counts
+        for i in range(len(b) - 1, -1, -1):
+            item = b[i]
+            if item[0] == start:
+                item[1] += 1
+                item[2] += value
+                item[3] = max(item[3], value)
+                item[4] = min(item[4], value)
+                return
+            if item[0] < start:
+                b.insert(i + 1, [start, 1.0, value, value, value])
+                return
+        b.appendleft([start, 1.0, value, value, value])
+
+    def stats(self, now: float) -> tuple[int, float, float, float]:
+        """Return (count, sum, max, min) of the values in (now - span, now]."""
+        limit = now - self.span
+        n = 0.0
+        total = 0.0
+        hi = float("-inf")
+        lo = float("inf")
+        for start, c, s, mx, mn in self.buckets:
+            if start > limit and start <= now:
+                n += c
+                total += s
+                if mx > hi:
+                    hi = mx
+                if mn < lo:
+                    lo = mn
+        return int(n), total, hi, lo
+
+    def stat(self, name: str, now: float) -> float | None:
+        """Return one statistic (mean, max, min, sum, count) over the window ending at `now`; None if empty."""
+        n, total, hi, lo = self.stats(now)
+        if name == "count":
+            return float(n)
+        if n == 0:
+            return None
+        return {"mean": total / n, "sum": total, "max": hi, "min": lo}[name]
+
+
+class Quantity:
+    """One observed quantity in one place: latest value, latest per sensor, rolling windows."""
+
+    __slots__ = ("value", "ts", "entity", "sensors", "windows")
+
+    def __init__(self, windows: dict[str, float]) -> None:
+        self.value = 0.0
+        self.ts = 0.0
+        self.entity = ""
+        self.sensors: dict[str, tuple[float, float]] = {}
+        self.windows = {name: Rolling(span) for name, span in windows.items()}
+
+    def add(self, entity: str, ts: float, value: float) -> None:
+        """Take one observation."""
+        if ts >= self.ts:
+            self.value, self.ts, self.entity = value, ts, entity
+        old = self.sensors.get(entity)
+        if old is None or ts >= old[0]:
+            self.sensors[entity] = (ts, value)
+        for w in self.windows.values():
+            w.add(ts, value)
+
+    def summary(self, now: float, live: float) -> dict[str, Any]:
+        """Return the latest value, the mean/max across sensors and each window's mean and max."""
+        live_values = [v for ts, v in self.sensors.values() if now - ts <= live]
+        out: dict[str, Any] = {"latest": self.value, "observedAt": iso_of(self.ts),
+                               "entity": self.entity, "sensors": len(self.sensors), "live_sensors": len(live_values),
+                               "age_s": round(max(0.0, now - self.ts), 1)}
+        if live_values:
+            out["mean_now"] = round(sum(live_values) / len(live_values), 3)
+            out["max_now"] = max(live_values)
+        for name, w in self.windows.items():
+            n, total, hi, lo = w.stats(self.ts)
+            if n:
+                out[name] = {"mean": round(total / n, 3), "max": hi, "min": lo, "n": n}
+        return out
+
+
+class PlaceState:
+    """The live situation of one place."""
+
+    __slots__ = ("id", "level", "quantities", "last_ts", "observations")
+
+    def __init__(self, place_id: str, level: str) -> None:
+        self.id = place_id
+        self.level = level
+        self.quantities: dict[str, Quantity] = {}
+        self.last_ts = 0.0
+        self.observations = 0
