@@ -46,6 +46,8 @@ def serve(
     mqtt: str = typer.Option(None, help="MQTT broker URL for device ingest [env CITYBRAIN_MQTT]"),
     demo: bool = typer.Option(False, help="load the demo city and replay its recorded data while serving"),
     speed: float = typer.Option(600.0, help="demo replay speed (600 = one recorded hour every 6 s)"),
+    replay: bool = typer.Option(True, help="with --demo: replay the recorded data (--no-replay: city only)"),
+    size: str = typer.Option("small", help="with --demo: city size (tiny, small, medium, large)"),
 ) -> None:
     """Run a citybrain node: the HTTP API (and the dashboard), ingest and every component."""
     import uvicorn
@@ -62,8 +64,9 @@ def serve(
         from citybrain.demo import Replay, load_demo_city
 
         console.print("loading the demo city …")
-        await load_demo_city(rt)
-        rt.spawn(Replay(rt, speed=speed, loop=True).run(), name="demo-replay")
+        await load_demo_city(rt, size=size)
+        if replay:
+            rt.spawn(Replay(rt, speed=speed, loop=True).run(), name="demo-replay")
 
     async def _announce() -> None:
         console.print(f"[bold green]citybrain {__version__}[/] serving on {base}")

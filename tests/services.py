@@ -25,3 +25,17 @@ def require_service(name: str, host: str, port: int, timeout: float = 1.0) -> No
     if in_ci():
         pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
     pytest.skip(f"{reason}; start it, or set CI=true to turn this skip into a failure")
+
+
+def require_executable(name: str, path: str | None = None) -> str:
+    """Return the path of an executable; fail (CI=true) or skip (otherwise) when it is missing."""
+    import shutil
+
+    found = path if path and os.access(path, os.X_OK) else shutil.which(name)
+    if found:
+        return found
+    reason = f"{name} is not installed"
+    if in_ci():
+        pytest.fail(f"{reason}; CI=true requires it (make test installs it)", pytrace=False)
+    pytest.skip(f"{reason}; install it (apt-get install -y {name}) or set CI=true to make this a failure")
+    raise AssertionError("unreachable")

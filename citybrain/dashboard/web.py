@@ -41,6 +41,24 @@ class IngestRate:
         return (total - c0) * 60.0 / (now - t0)
 
 
+async def open_alerts(rt: CityBrain, within: str | None) -> dict[str, Any]:
+    """Count open alerts (in an area) from the alert documents."""
+    outbox = getattr(rt.services["alerts"], "outbox", None)
+    if outbox is not None:
+        await outbox.flush()
+    places = rt.services["places"]
+    docs = [d.data for d in await rt.store.list_docs("alerts", limit=100_000)]
+    open_docs = [d for d in docs if d.get("status") != "resolved"]
+    if within:
+        open_docs = [d for d in open_docs if any(
+            isinstance(p, str) and p in places and places.within(p, within) for p in (d.get("place"), d.get("community")))]
+    by_level: dict[str, int] = {}
+    for d in open_docs:
+        level = str(d.get("warningLevel", "blue"))
+        by_level[level] = by_level.get(level, 0) + 1
+    return {"open": len(open_docs), "by_level": by_level}
+
+
 def _page(name: str, **data: str) -> HTMLResponse:
     html = (STATIC / name).read_text(encoding="utf-8")
     attrs = " ".join(f'data-{k}="{v}"' for k, v in data.items())
@@ -114,11 +132,13 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
         body: dict[str, Any] = {"observations_per_min": round(rate.per_minute(), 1),
                                 "observations_total": sum(rt.services["ingest"].stored_by_type.values()),
                                 "node": rt.node_id, "role": rt.settings.role, "time": rt.now()}
-        for name in ("alerts", "cases", "modes", "ledger", "federation"):
+        for name in ("alerts", "cases", "modes", "ledger", "federation", "indicators"):
             service = rt.services.get(name)
             kpis = getattr(service, "kpis", None)
             if kpis is not None:
                 body[name] = await kpis(within)
+        if "alerts" in rt.services and "alerts" not in body:
+            body["alerts"] = await open_alerts(rt, within)
         return Response(orjson.dumps(body), media_type="application/json")
 
     @app.get("/-/dashboard-check", include_in_schema=False)

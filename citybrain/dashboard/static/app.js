@@ -55,7 +55,7 @@
 
   async function loadRisk() {
     try {
-      const data = await getJSON("/api/v1/risk?" + q({ level: "Grid" }));
+      const data = await getJSON("/api/v1/risk?level=grid");
       const items = Array.isArray(data) ? data : (data.items || data.places || []);
       state.risk = {};
       for (const it of items) state.risk[it.place || it.id] = it.level || "none";
@@ -87,7 +87,7 @@
   // ---- alerts feed (server-sent events) -----------------------------------------------------------
   function renderAlert(a, prepend) {
     const li = document.createElement("li");
-    const sev = a.severity || a.level || "blue";
+    const sev = a.warningLevel || a.level || "blue";
     li.className = "sev-" + sev;
     li.dataset.alertId = a.alert_id || a.id || "";
     li.innerHTML = `<strong>${t(sev)}</strong> ${a.description || a.category || ""}<br><small>${fmtTime(a.time || a.dateIssued)} · ${a.place || ""}</small>`;
@@ -98,7 +98,9 @@
 
   async function loadAlerts() {
     try {
-      const data = await getJSON("/api/v1/alerts?" + q({ state: "open", limit: 30 }));
+      const params = new URLSearchParams({ status: "open", limit: "30" });
+      if (scope) params.set("place", scope);
+      const data = await getJSON("/api/v1/alerts?" + params.toString());
       const items = Array.isArray(data) ? data : (data.items || []);
       items.forEach((a) => renderAlert(a, false));
     } catch (e) { /* alerts not available */ }
@@ -194,6 +196,14 @@
     localStorage.setItem("citybrain.lang", window.lang);
     applyLabels(); legend(); loadSummary(); fillTargets();
   });
+
+  // read-only hooks for tests and for operators' own scripts
+  window.citybrainMap = {
+    cellIds: () => { const ids = []; if (state.gridLayer) state.gridLayer.eachLayer((l) => ids.push(l.feature.id)); return ids; },
+    fillOf: (id) => { let c = null; if (state.gridLayer) state.gridLayer.eachLayer((l) => { if (l.feature.id === id) c = l.options.fillColor; }); return c; },
+    sensorIds: () => state.sensors.map((f) => f.id),
+    colors: COLORS,
+  };
 
   applyLabels(); legend();
   if (scope) document.getElementById("scope-name").textContent = t("community") + " " + scope.replace("urn:ngsi-ld:", "");
