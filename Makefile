@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 ## make demo: install, start the demo city (SQLite, in-process bus, recorded Beijing data) and serve it
 demo: $(STAMP)
-	$(CITYBRAIN) serve --demo --store var/demo.db --port $(PORT)
+	$(CITYBRAIN) serve --demo --auth off --store var/demo.db --port $(PORT)
 
 serve: $(STAMP)
 	$(CITYBRAIN) serve

@@ -48,6 +48,8 @@ def serve(
     speed: float = typer.Option(600.0, help="demo replay speed (600 = one recorded hour every 6 s)"),
     replay: bool = typer.Option(True, help="with --demo: replay the recorded data (--no-replay: city only)"),
     size: str = typer.Option("small", help="with --demo: city size (tiny, small, medium, large)"),
+    auth: str = typer.Option(None, help="'on' (default): every request needs an API key or token; "
+                             "'off': a single local operator, for a demo on your own machine [env CITYBRAIN_AUTH]"),
 ) -> None:
     """Run a citybrain node: the HTTP API (and the dashboard), ingest and every component."""
     import uvicorn
@@ -56,7 +58,8 @@ def serve(
     from citybrain.runtime import CityBrain
 
     settings = settings_from(host=host, port=port, store=store, bus=bus, node_id=node_id, role=role,
-                             parent=parent, area=area, mqtt=mqtt)
+                             parent=parent, area=area, mqtt=mqtt,
+                             auth=auth or os.environ.get("CITYBRAIN_AUTH") or "on")
     rt = CityBrain(settings)
     base = f"http://{settings.host}:{settings.port}"
 
@@ -164,9 +167,13 @@ def detect(
 
 
 def _register_subcommands() -> None:
+    from citybrain.ledger.cli import ledger_app
     from citybrain.mqtt.cli import devices_app
+    from citybrain.trust.cli import users_app
 
     app.add_typer(devices_app, name="devices")
+    app.add_typer(ledger_app, name="ledger")
+    app.add_typer(users_app, name="users")
 
 
 _register_subcommands()

@@ -22,7 +22,16 @@ SETTING_HELP: dict[str, str] = {
     "mqtt": "MQTT broker URL for device ingest, or '' for none",
     "write_batch": "largest number of write batches one transaction commits",
     "max_body_bytes": "largest HTTP request body accepted",
+    "auth": "'on': every HTTP request must authenticate (API key or token); 'off': local demo mode, every "
+    "request acts as a local admin. Default 'off' in the library, 'on' for `citybrain serve`",
+    "jwt_secret": "HS256 secret signing access tokens (secret; '' = generated into <store>.jwt-secret)",
+    "token_ttl": "lifetime of access tokens in seconds",
+    "ledger_key": "file holding the ledger's Ed25519 signing key ('' = <store>.ledger-key, created on first start)",
+    "ledger_checkpoint_ms": "longest time between signed ledger checkpoints while entries are arriving",
 }
+
+# settings whose values are secrets: never shown by public(), in logs or in errors
+SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret"})
 
 
 @dataclass
@@ -40,6 +49,11 @@ class Settings:
     mqtt: str = ""
     write_batch: int = 256
     max_body_bytes: int = 8 * 1024 * 1024
+    auth: str = "off"
+    jwt_secret: str = ""
+    token_ttl: int = 3600
+    ledger_key: str = ""
+    ledger_checkpoint_ms: int = 500
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -63,9 +77,15 @@ class Settings:
         out = asdict(self)
         out.pop("extra", None)
         for key, value in out.items():
-            if isinstance(value, str):
+            if key in SECRET_SETTINGS:
+                out[key] = "***" if value else ""
+            elif isinstance(value, str):
                 out[key] = redact(value)
         return out
+
+    def __repr__(self) -> str:
+        """Show the settings with secrets redacted (so they never reach a log line)."""
+        return f"Settings({self.public()!r})"
 
 
 _SECRET_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*):(?P<pw>[^@/]*)@", re.I)

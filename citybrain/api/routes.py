@@ -23,8 +23,16 @@ def rt_of(request: Request) -> CityBrain:
 
 
 def actor_of(request: Request) -> str:
-    """Return who is acting (the trust layer replaces this header with an authenticated identity)."""
-    return request.headers.get("x-citybrain-actor", "operator:local")
+    """Return who is acting: the authenticated identity as "role[:department|place]:name".
+
+    With auth=off (local demo) the request acts as the local admin, and X-Citybrain-Actor may name
+    another actor for demonstrations; with auth=on that header is ignored."""
+    ident = getattr(request.state, "identity", None)
+    actor = getattr(ident, "actor", None)
+    settings = request.app.state.rt.settings
+    if settings.auth != "on":
+        return request.headers.get("x-citybrain-actor") or actor or "admin:local"
+    return actor if isinstance(actor, str) and ident is not None and ident.role != "anonymous" else "anonymous"
 
 
 def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

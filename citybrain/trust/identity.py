@@ -1,0 +1,234 @@
+"""Identities (users and service accounts), their roles and scopes, API keys (stored hashed) and passwords.
+
+Identities live in the `identities` document collection, API keys in `api_keys` (SHA-256 of the
+secret part only). Every change is a command (`user.add`, `user.key`, `user.revoke_key`,
+`user.disable`), so it is recorded in the ledger; secrets never enter an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+
+from citybrain.commands import Outcome
+from citybrain.context import Context
+from citybrain.errors import AlreadyExists, NotFound, ValidationError
+from citybrain.store.base import PutDoc
+
+if TYPE_CHECKING:
+    from citybrain.runtime import CityBrain
+
+ROLES: tuple[str, ...] = (
+    "admin", "city_operator", "command_centre", "supervisor", "department_handler", "community_operator",
+    "grid_worker", "data_officer", "auditor", "external_user", "device",
+)
+IDENTITIES, API_KEYS = "identities", "api_keys"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+class Identity(msgspec.Struct, kw_only=True, frozen=True):
+    """Who is acting: a user or service account with one role, scoped by department and/or place."""
+
+    name: str
+    role: str
+    kind: Literal["user", "service"] = "user"
+    department: str | None = None
+    place: str | None = None  # place URN: the identity sees only this place and what lies below it
+    disabled: bool = False
+
+    @property
+    def actor(self) -> str:
+        """Return the actor string of contexts, e.g. department_handler:transport:zhao."""
+        scope = self.department or (self.place.rsplit(":", 1)[-1] if self.place else None)
+        return ":".join(p for p in (self.role, scope, self.name) if p)
+
+
+LOCAL_ADMIN = Identity(name="local", role="admin", kind="service")
+ANONYMOUS = Identity(name="anonymous", role="anonymous", kind="service")
+
+
+def role_of(actor: str) -> str:
+    """Return the role part of an actor string ('system' for internal actors)."""
+    return actor.split(":", 1)[0] if ":" in actor else actor
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """Return an scrypt password hash `scrypt$<salt hex>$<hash hex>`."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    """Return True iff `password` matches an scrypt hash made by hash_password."""
+    try:
+        kind, salt, _ = stored.split("$")
+    except ValueError:
+        return False
+    return kind == "scrypt" and hmac.compare_digest(hash_password(password, bytes.fromhex(salt)), stored)
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """Split an API key `cb_<id>.<secret>` into (id, secret), or None if malformed."""
+    if not key.startswith("cb_") or "." not in key:
+        return None
+    key_id, secret = key[3:].split(".", 1)
+    return (key_id, secret) if key_id and secret else None
+
+
+def key_hash(secret: str) -> str:
+    """Return the stored hash of an API key's secret part (high-entropy, so one SHA-256 suffices)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Directory:
+    """Looks identities and API keys up in the store, with a short cache so revocation takes effect fast."""
+
+    def __init__(self, rt: CityBrain, ttl: float = 2.0) -> None:
+        self.rt, self.ttl = rt, ttl
+        self._cache: dict[str, tuple[float, Identity | None, str]] = {}
+
+    async def get(self, name: str) -> Identity | None:
+        """Return an identity (disabled ones too), or None."""
+        return (await self._load(name))[0]
+
+    async def _load(self, name: str) -> tuple[Identity | None, str]:
+        hit = self._cache.get(name)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1], hit[2]
+        doc = await self.rt.store.get_doc(IDENTITIES, name)
+        ident = None if doc is None else msgspec.convert(
+            {k: v for k, v in doc.data.items() if k != "password"}, Identity)
+        pw = "" if doc is None else str(doc.data.get("password") or "")
+        self._cache[name] = (time.monotonic(), ident, pw)
+        return ident, pw
+
+    def forget(self, name: str | None = None) -> None:
+        """Drop cached entries (all, or one identity's)."""
+        if name is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(name, None)
+
+    async def by_key(self, key: str) -> Identity | None:
+        """Return the enabled identity owning API key `key`, or None."""
+        parts = split_key(key)
+        if parts is None:
+            return None
+        doc = await self.rt.store.get_doc(API_KEYS, parts[0])
+        if doc is None or doc.data.get("revoked") or not hmac.compare_digest(doc.data["hash"], key_hash(parts[1])):
+            return None
+        ident = await self.get(doc.data["identity"])
+        return None if ident is None or ident.disabled else ident
+
+    async def by_password(self, name: str, password: str) -> Identity | None:
+        """Return the enabled identity if `password` is its password, or None."""
+        ident, stored = await self._load(name)
+        if ident is None or ident.disabled or not stored or not check_password(password, stored):
+            return None
+        return ident
+
+    async def count(self) -> int:
+        """Return how many identities exist (up to 1000)."""
+        return len(await self.rt.store.list_docs(IDENTITIES, limit=1000))
+
+
+class AddUser(msgspec.Struct, kw_only=True):
+    """Create a user or service account."""
+
+    name: str
+    role: str
+    kind: Literal["user", "service"] = "user"
+    department: str | None = None
+    place: str | None = None
+    password: str | None = None
+
+
+class NewKey(msgspec.Struct, kw_only=True):
+    """Issue an API key to an identity (the secret is returned once, only its hash is stored)."""
+
+    name: str
+    label: str = ""
+
+
+class KeyRef(msgspec.Struct, kw_only=True):
+    """Revoke one API key."""
+
+    key_id: str
+
+
+class UserRef(msgspec.Struct, kw_only=True):
+    """Disable an identity (its keys and tokens stop working)."""
+
+    name: str
+
+
+async def add_user(rt: CityBrain, cmd: AddUser, ctx: Context) -> Outcome:
+    """Validate and store a new identity."""
+    if not NAME.match(cmd.name):
+        raise ValidationError(f"name: {cmd.name!r} is not a valid identity name", field="name")
+    if cmd.role not in ROLES:
+        raise ValidationError(f"role: {cmd.role!r} is not one of {', '.join(ROLES)}", field="role")
+    places = rt.services.get("places")
+    if cmd.place is not None and places is not None and cmd.place not in places:
+        raise ValidationError(f"place: unknown place {cmd.place}", field="place")
+    if await rt.store.get_doc(IDENTITIES, cmd.name) is not None:
+        raise AlreadyExists(f"identity {cmd.name} exists", field="name")
+    data = {"name": cmd.name, "role": cmd.role, "kind": cmd.kind, "department": cmd.department,
+            "place": cmd.place, "disabled": False, "password": hash_password(cmd.password) if cmd.password else ""}
+    public = {k: v for k, v in data.items() if k != "password"}
+    return Outcome(ops=[PutDoc(IDENTITIES, cmd.name, data, expect_version=0)], result=public, event=public,
+                   after=_forget(rt, cmd.name))
+
+
+def _forget(rt: CityBrain, name: str) -> object:
+    async def after() -> None:
+        directory = rt.services.get("identities")
+        if directory is not None:
+            directory.forget(name)
+
+    return after
+
+
+async def new_key(rt: CityBrain, cmd: NewKey, ctx: Context) -> Outcome:
+    """Create an API key; the result holds the key, the event only its id."""
+    if await rt.store.get_doc(IDENTITIES, cmd.name) is None:
+        raise NotFound(f"unknown identity {cmd.name}", field="name")
+    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    data = {"identity": cmd.name, "hash": key_hash(secret), "label": cmd.label, "created": rt.now(), "revoked": False}
+    return Outcome(ops=[PutDoc(API_KEYS, key_id, data, expect_version=0)],
+                   result={"name": cmd.name, "key_id": key_id, "key": f"cb_{key_id}.{secret}"},
+                   event={"name": cmd.name, "key_id": key_id, "label": cmd.label})
+
+
+async def revoke_key(rt: CityBrain, cmd: KeyRef, ctx: Context) -> Outcome:
+    """Mark an API key revoked."""
+    doc = await rt.store.get_doc(API_KEYS, cmd.key_id)
+    if doc is None:
+        raise NotFound(f"unknown API key {cmd.key_id}", field="key_id")
+    return Outcome(ops=[PutDoc(API_KEYS, cmd.key_id, doc.data | {"revoked": True, "revoked_at": rt.now()})],
+                   event={"key_id": cmd.key_id, "name": doc.data["identity"]})
+
+
+async def disable_user(rt: CityBrain, cmd: UserRef, ctx: Context) -> Outcome:
+    """Disable an identity."""
+    doc = await rt.store.get_doc(IDENTITIES, cmd.name)
+    if doc is None:
+        raise NotFound(f"unknown identity {cmd.name}", field="name")
+    return Outcome(ops=[PutDoc(IDENTITIES, cmd.name, doc.data | {"disabled": True})], event={"name": cmd.name},
+                   after=_forget(rt, cmd.name))
+
+
+def register(rt: CityBrain) -> None:
+    """Register the identity commands (admin only)."""
+    admin = ("admin",)
+    rt.commands.register("user.add", AddUser, add_user, "create a user or service account", admin)
+    rt.commands.register("user.key", NewKey, new_key, "issue an API key (shown once)", admin)
+    rt.commands.register("user.revoke_key", KeyRef, revoke_key, "revoke an API key", admin)
+    rt.commands.register("user.disable", UserRef, disable_user, "disable an identity", admin)

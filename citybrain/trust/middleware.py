@@ -1,0 +1,173 @@
+"""The ASGI middleware enforcing authentication, the role x family policy and place scopes on every path.
+
+Credentials: `Authorization: Bearer <token or API key>`, `X-API-Key: <key>`, the `citybrain_token`
+cookie (dashboard), `?api_key=` on Open311 writes (as GeoReport v2 specifies) and `?access_token=` on
+the event stream (EventSource cannot set headers). With the setting auth=off every request acts as
+the local admin. The identity is put in `request.state.identity`.
+"""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from citybrain.errors import CityBrainError, Forbidden
+from citybrain.trust.identity import ANONYMOUS, LOCAL_ADMIN, Identity
+from citybrain.trust.policy import PUBLIC, action_of, allowed, command_family, family_of
+from citybrain.trust.tokens import Unauthorized
+
+if TYPE_CHECKING:
+    from citybrain.runtime import CityBrain
+
+PLACE_TYPES = ("City", "District", "Subdistrict", "Community", "Grid")
+PLACE_PARAMS = ("place", "root", "area", "community", "district", "within")
+PLACE_SEGMENTS = ("places", "community", "communities", "areas")
+SCOPED_FAMILIES = ("model", "ngsi", "dashboard", "cases", "situation", "modes", "indicators", "ingest", "data",
+                   "federation", "login")
+
+
+def identity_of(request: Request) -> Identity:
+    """Return the identity the middleware authenticated (the local admin if none was set)."""
+    ident = getattr(request.state, "identity", None)
+    return ident if isinstance(ident, Identity) else LOCAL_ADMIN
+
+
+def scope_of(request: Request) -> str | None:
+    """Return the place URN the requester is confined to, or None if not confined."""
+    return identity_of(request).place
+
+
+def allowed_places(rt: CityBrain, identity: Identity) -> set[str] | None:
+    """Return the places an identity may see (its place and everything below it), or None for all."""
+    if identity.place is None:
+        return None
+    index = rt.services.get("places")
+    below = index.descendants(identity.place) if index is not None and identity.place in index else []
+    return {identity.place, *below}
+
+
+def is_place(urn: str) -> bool:
+    """Return True if a URN names a place (City … Grid)."""
+    parts = urn.split(":")
+    return len(parts) >= 4 and parts[:2] == ["urn", "ngsi-ld"] and parts[2] in PLACE_TYPES
+
+
+async def authenticate(rt: CityBrain, scope: Scope, family: str) -> Identity | None:
+    """Return the identity the request's credentials prove, None if it has none; raise if they are bad."""
+    service = rt.services.get("auth")
+    if service is None:
+        raise Unauthorized("authentication is not available on this node")
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return await service.identify(auth[7:].strip())
+    if "x-api-key" in headers:
+        return await service.identify(headers["x-api-key"].strip())
+    if family == "open311" and "api_key" in query:
+        return await service.identify(query["api_key"])
+    if family == "dashboard" and "access_token" in query:
+        return await service.identify(query["access_token"])
+    cookie = SimpleCookie(headers.get("cookie", ""))
+    if "citybrain_token" in cookie:
+        return await service.identify(cookie["citybrain_token"].value)
+    return None
+
+
+async def check_area(rt: CityBrain, scope: Scope, ident: Identity, family: str) -> None:
+    """Refuse a confined identity any place (or entity) outside its area named by path or query."""
+    places = allowed_places(rt, ident)
+    if places is None or family not in SCOPED_FAMILIES:
+        return
+    path: str = scope["path"]
+    pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    named = [v for k, v in pairs if k in PLACE_PARAMS]
+    segments = [unquote(s) for s in path.split("/")]
+    named += [b for a, b in zip(segments, segments[1:], strict=False) if a in PLACE_SEGMENTS and b]
+    for seg in segments:
+        if seg.startswith("urn:ngsi-ld:") and seg not in named:
+            if is_place(seg):
+                named.append(seg)
+            elif family in ("model", "ngsi"):
+                entity = await rt.store.get_entity(seg)
+                if entity is not None and entity.place not in places:
+                    raise Forbidden(f"entity {seg} lies outside your area {ident.place}")
+    for place in named:
+        if place not in places:
+            raise Forbidden(f"{place} lies outside your area {ident.place}", field="place")
+    if scope["method"] == "GET" and path in ("/api/v1/entities", "/api/v1/places"):
+        key = "place" if path.endswith("entities") else "root"
+        if not any(k == key for k, _ in pairs):  # confine listings to the area
+            scope["query_string"] = urlencode([*pairs, (key, ident.place)]).encode()
+
+
+class AuthMiddleware:
+    """Authenticate, authorize (deny by default) and confine every HTTP and WebSocket request."""
+
+    def __init__(self, app: ASGIApp, rt: CityBrain) -> None:
+        self.app, self.rt = app, rt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope.setdefault("state", {})["identity"] = await self.decide(scope)
+        except CityBrainError as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4401 if exc.status == 401 else 4403})
+                return
+            headers = {"WWW-Authenticate": 'Bearer realm="citybrain"'} if exc.status == 401 else None
+            response = JSONResponse(exc.to_problem(), status_code=exc.status, headers=headers,
+                                    media_type="application/problem+json")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def decide(self, scope: Scope) -> Identity:
+        """Return the identity allowed to make this request, or raise Unauthorized / Forbidden."""
+        if self.rt.settings.auth != "on":
+            return LOCAL_ADMIN
+        path: str = scope["path"]
+        method = scope.get("method", "GET")
+        action = action_of(method)
+        family = family_of(path)
+        if family is None:
+            raise Forbidden(f"no policy covers {path}; denied by default")
+        if family == PUBLIC or (family == "open311" and action == "read"):
+            found = await self._try(scope, family)
+            return found or ANONYMOUS
+        ident = await authenticate(self.rt, scope, family)
+        if ident is None:
+            raise Unauthorized("credentials required: Authorization: Bearer <token> or X-API-Key")
+        if path.startswith("/api/v1/commands/") and action == "write":
+            family = self._command_family(path.removeprefix("/api/v1/commands/"), ident)
+        if not allowed(ident.role, family, action):
+            raise Forbidden(f"role {ident.role} may not {action} {family}")
+        await check_area(self.rt, scope, ident, family)
+        return ident
+
+    async def _try(self, scope: Scope, family: str) -> Identity | None:
+        try:
+            return await authenticate(self.rt, scope, family)
+        except CityBrainError:
+            return None
+
+    def _command_family(self, name: str, ident: Identity) -> str:
+        from citybrain.trust.identity import ROLES
+
+        spec = self.rt.commands._specs.get(name) if hasattr(self.rt.commands, "_specs") else None
+        known = [r for r in (spec.roles if spec else ()) if r in ROLES]
+        if known and ident.role not in known and ident.role != "admin":
+            raise Forbidden(f"command {name} is for {', '.join(known)}")
+        return command_family(name)
+
+
+def install(app: Any, rt: CityBrain) -> None:
+    """Add the middleware to a FastAPI/Starlette app (outermost, so it runs first)."""
+    app.add_middleware(AuthMiddleware, rt=rt)
