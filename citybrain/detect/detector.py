@@ -1,16 +1,24 @@
-"""Streaming, label-free anomaly detector: multi-scale context novelty with seasonal memory.
+"""Streaming, label-free anomaly detector: multi-scale context novelty, daily memory, likelihood.
 
 Each series gets one :class:`Detector`. Values are quantised on a grid fixed after a short warm-up
 (the warm-up range split into ``bins`` cells; values outside it simply fall into further cells).
-At several time scales (exponential moving averages of 1, 4 and 16 samples) the detector forms a
-context -- the quantised level now, one scale ago and two scales ago -- and asks whether it has ever
-seen that context before. A seasonal context (hour of day, slow level) catches values that are normal
-in general but not at this time of day. Novel contexts are weighted down by how often this series
-produces novelty anyway (so noisy series do not alarm constantly), and after an alarm further
-alarms are damped for a while: the first sign of new behaviour scores high, its repetitions do not.
+
+1. **Novelty.** At three time scales (exponential moving averages of 1, 4 and 16 samples) the
+   detector forms a context -- the quantised level now, one scale ago and two scales ago -- and asks
+   whether it has ever seen that context before. A seasonal context (hour of day, slow level) adds
+   a vote once a few days are known. The raw score is the fraction of novel contexts.
+2. **Daily memory.** A time-of-day table remembers the largest raw score seen in each slot on
+   earlier days (decaying geometrically day by day); today's raw score is discounted by it, so
+   surprises that recur at the same time every day (nightly jobs, daily spikes) stop alarming.
+3. **Likelihood.** Like HTM's anomaly likelihood, the raw score is compared with its own long-run
+   mean and spread (exponentially weighted, spread floored at ``sigma_floor``); the Gaussian tail
+   probability is mapped to ``log(tail) / log(1e-10)`` in [0, 1]. This puts every series on one
+   scale, so one threshold fits all.
+4. **Suppression.** After an output reaches ``fire_level`` the next ``mask`` outputs are zeroed:
+   the first sign of new behaviour scores high, its repetitions do not.
 
 Memory is constant per series: the "seen" memory is a fixed-size bitmap indexed by a hash of the
-context, and every other piece of state is a fixed number of floats and small ring buffers.
+context, and every other piece of state is a fixed number of floats and small fixed-size buffers.
 """
 
 from __future__ import annotations
@@ -26,121 +34,133 @@ __all__ = ["Detector", "DetectorConfig", "default_detector", "detect_series"]
 class DetectorConfig:
     """Detector parameters; identical for every series (no per-series tuning)."""
 
-    bins: int = 8  # quantisation cells across the warm-up range
+    bins: int = 6  # quantisation cells across the warm-up range
     warmup: int = 150  # samples used to fix the quantisation grid (score 0 meanwhile)
-    scales: tuple[int, ...] = (1, 4, 16)  # EWMA spans of the context levels
-    context: int = 2  # past levels in a context (at lags scale, 2*scale, ...)
-    rate_alpha: float = 0.005  # EWMA rate of this series' own novelty rate
     season_buckets: int = 24  # time-of-day buckets of the seasonal context
     season_after: int = 2000  # samples before seasonal novelty counts (needs a few days)
-    mask: int = 100  # samples during which scores are damped after an alarm
-    mask_factor: float = 0.3  # damping factor inside the mask
-    fire_level: float = 0.5  # raw score that counts as an alarm (starts the mask)
-    out_scale: float = 0.85  # maps raw novelty into [0, 1)
+    day_slots: int = 96  # time-of-day slots of the daily memory (15 minutes each)
+    day_decay: float = 0.4  # per-day decay of the daily memory
+    like_alpha: float = 0.001  # EWMA rate of the raw score's long-run mean and variance
+    sigma_floor: float = 0.12  # floor of the raw score's standard deviation
+    mask: int = 100  # outputs zeroed after an alarm
+    fire_level: float = 0.5  # output that counts as an alarm (starts the mask)
     table_bits: int = 16  # size of the seen-context bitmap: 2**table_bits bits
 
 
 _DAY = 86400.0
-_SEASON_TAG = -1
+_SCALES = (1, 4, 16)  # EWMA spans of the context levels (the ring below holds 2 * 16 + 1 levels)
+_RING = 2 * _SCALES[-1] + 1
+_LOG_TINY = -math.log(1e-10)
+_SQRT_HALF = math.sqrt(0.5)
 
 
 class Detector:
     """One series' streaming anomaly detector; call :meth:`score` once per observation, in order."""
 
     __slots__ = (
-        "cfg",
-        "n",
-        "lo",
-        "hi",
-        "cell",
-        "origin",
-        "ema",
-        "rings",
-        "pos",
-        "seen",
-        "mask_bits",
-        "rate",
-        "last_alarm",
-        "lags",
-    )
+        "cfg", "n", "lo", "hi", "inv", "origin", "e4", "e16", "r1", "r4", "r16", "pos",
+        "seen", "bits", "day", "slot", "mu", "var", "last_alarm", "_season_w", "_day_w",
+    )  # fmt: skip
 
     def __init__(self, cfg: DetectorConfig | None = None) -> None:
         """Create a detector with the given (or default) configuration."""
-        self.cfg = cfg or DetectorConfig()
-        c = self.cfg
+        self.cfg = c = cfg or DetectorConfig()
         self.n = 0
         self.lo = math.inf
         self.hi = -math.inf
-        self.cell = 0.0
+        self.inv = 0.0  # 1 / cell width once the grid is fixed
         self.origin = 0.0
-        self.ema = [0.0] * len(c.scales)
-        self.rings: list[list[int]] = [[0] * (c.context * s + 1) for s in c.scales]
-        self.pos = [0] * len(c.scales)
+        self.e4 = self.e16 = 0.0
+        self.r1, self.r4, self.r16 = [0] * _RING, [0] * _RING, [0] * _RING
+        self.pos = 0
         self.seen = bytearray(1 << max(0, c.table_bits - 3))
-        self.mask_bits = (1 << c.table_bits) - 1
-        self.rate = 0.0
+        self.bits = (1 << c.table_bits) - 1
+        self.day = [0.0] * max(1, c.day_slots)
+        self.slot = -1
+        self.mu = self.var = 0.0
         self.last_alarm = -(1 << 62)
-        # ring offsets (negative indices wrap) of the context levels, oldest first, per scale
-        self.lags: list[tuple[int, ...]] = [tuple(k * s for k in range(c.context, -1, -1)) for s in c.scales]
+        self._season_w = _DAY / c.season_buckets if c.season_buckets else 0.0
+        self._day_w = _DAY / c.day_slots if c.day_slots else 0.0
 
     def state_size(self) -> int:
         """Number of stored numbers/bytes in the state (constant: does not grow with the series)."""
-        return 8 + len(self.ema) + sum(len(r) for r in self.rings) + len(self.pos) + len(self.seen)
+        return 14 + 3 * _RING + len(self.seen) + len(self.day)
 
-    def score(self, timestamp: float, value: float) -> float:
-        """Score one observation (epoch seconds, value); returns an anomaly score in [0, 1]."""
-        if not math.isfinite(value):
-            return 0.0
-        c = self.cfg
-        self.n += 1
+    def _fix_grid(self, value: float) -> bool:
+        """Warm-up step: track the range; fix the grid once ``warmup`` samples are in."""
         if value < self.lo:
             self.lo = value
         if value > self.hi:
             self.hi = value
         if self.n == 1:
-            self.ema = [value] * len(self.ema)
-        if self.cell == 0.0:
-            if self.n < c.warmup or self.hi <= self.lo:
-                return 0.0
-            self.cell = (self.hi - self.lo) / c.bins
-            self.origin = self.lo
-        cell, origin, ema, seen, bits = self.cell, self.origin, self.ema, self.seen, self.mask_bits
-        lags_all, n_after = self.lags, self.n - c.warmup
+            self.e4 = self.e16 = value
+        if self.n < self.cfg.warmup or self.hi <= self.lo:
+            return False
+        self.inv = self.cfg.bins / (self.hi - self.lo)
+        self.origin = self.lo
+        self.n = 0  # from here on n counts samples on the fixed grid
+        return True
+
+    def score(self, timestamp: float, value: float) -> float:
+        """Score one observation (epoch seconds, value); returns an anomaly score in [0, 1]."""
+        if not -1e300 < value < 1e300:  # NaN, infinities
+            return 0.0
+        self.n = n = self.n + 1
+        if self.inv == 0.0:
+            self._fix_grid(value)
+            return 0.0
+        c = self.cfg
+        e4 = self.e4 = self.e4 + (value - self.e4) * 0.25
+        e16 = self.e16 = self.e16 + (value - self.e16) * 0.0625
+        origin, inv, p = self.origin, self.inv, self.pos
+        r1, r4, r16 = self.r1, self.r4, self.r16
+        q16 = math.floor((e16 - origin) * inv)
+        r1[p] = q1 = math.floor((value - origin) * inv)
+        r4[p] = q4 = math.floor((e4 - origin) * inv)
+        r16[p] = q16
+        self.pos = p + 1 if p + 1 < _RING else 0
+        seen, bits = self.seen, self.bits
         hits = 0
-        rings, pos, floor = self.rings, self.pos, math.floor
-        for i, span in enumerate(c.scales):
-            e = ema[i] + (value - ema[i]) / span
-            ema[i] = e
-            ring = rings[i]
-            p = pos[i]
-            ring[p] = floor((e - origin) / cell)
-            size = len(ring)
-            pos[i] = p + 1 if p + 1 < size else 0
-            lags = lags_all[i]
-            if n_after < lags[0]:
-                continue  # ring not yet full: no context to judge
-            h = hash((i, *[ring[p - lag] for lag in lags])) & bits
-            old = seen[h >> 3]
-            if not old & (1 << (h & 7)):
-                seen[h >> 3] = old | (1 << (h & 7))
-                hits += 1
-        if c.season_buckets:
-            bucket = int((timestamp % _DAY) // (_DAY / c.season_buckets))
-            level = math.floor((ema[-1] - origin) / cell)
-            h = hash((_SEASON_TAG, bucket, level)) & bits
-            old = seen[h >> 3]
-            if not old & (1 << (h & 7)):
-                seen[h >> 3] = old | (1 << (h & 7))
-                if self.n > c.season_after:
+        if n > _RING:  # rings full: contexts are complete
+            for h in (
+                hash((1, r1[p - 2], r1[p - 1], q1)) & bits,
+                hash((4, r4[p - 8], r4[p - 4], q4)) & bits,
+                hash((16, r16[p - 32], r16[p - 16], q16)) & bits,
+            ):
+                old = seen[h >> 3]
+                if not old & (1 << (h & 7)):
+                    seen[h >> 3] = old | (1 << (h & 7))
                     hits += 1
-        nov = hits / len(c.scales)
-        out = c.out_scale * nov * (1.0 - self.rate)
-        self.rate += c.rate_alpha * (nov - self.rate)
-        if self.n - self.last_alarm < c.mask:
-            out *= c.mask_factor
-        elif out > c.fire_level:
-            self.last_alarm = self.n
-        return min(1.0, out)
+        if self._season_w:
+            h = hash((-1, int((timestamp % _DAY) // self._season_w), q16)) & bits
+            old = seen[h >> 3]
+            if not old & (1 << (h & 7)):
+                seen[h >> 3] = old | (1 << (h & 7))
+                if n > c.season_after:
+                    hits += 1
+        raw = hits / 3.0
+        if self._day_w:  # discount surprises that happened at this time of day before
+            day = self.day
+            s = int((timestamp % _DAY) // self._day_w)
+            prev = day[s]
+            if s != self.slot:
+                day[s] = prev * c.day_decay
+                self.slot = s
+            if raw > day[s]:
+                day[s] = raw
+            raw *= 1.0 - prev
+        mu, var = self.mu, self.var
+        sd = math.sqrt(var) if var > c.sigma_floor * c.sigma_floor else c.sigma_floor
+        tail = 0.5 * math.erfc((raw - mu) / sd * _SQRT_HALF)
+        out = -math.log(tail + 1e-10) / _LOG_TINY
+        d = raw - mu
+        self.mu = mu + c.like_alpha * d
+        self.var = var + c.like_alpha * (d * d - var)
+        if n - self.last_alarm < c.mask:
+            return 0.0
+        if out >= c.fire_level:
+            self.last_alarm = n
+        return 1.0 if out > 1.0 else (out if out > 0.0 else 0.0)
 
 
 def default_detector() -> Detector:
