@@ -174,6 +174,9 @@ def _register_subcommands() -> None:
     app.add_typer(devices_app, name="devices")
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(users_app, name="users")
+    from citybrain.indicators.cli import evaluate_command
+
+    app.command("evaluate")(evaluate_command)
 
 
 _register_subcommands()

@@ -8,11 +8,16 @@ PY=.venv/bin/python
 if [ -f scripts/ngsildclient-venv.sh ]; then
     bash scripts/ngsildclient-venv.sh
 fi
-if ! command -v chromium >/dev/null 2>&1; then
+need=""
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v pdftoppm >/dev/null 2>&1 || need="$need poppler-utils"
+fc-list 2>/dev/null | grep -qi "cjk" || need="$need fonts-noto-cjk"
+if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
-            || echo "warning: could not install chromium; browser tests will fail in CI and skip elsewhere"
+        # shellcheck disable=SC2086
+        (apt-get install -y -q $need >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $need >/dev/null)) \
+            || echo "warning: could not install$need; tests needing them fail in CI and skip elsewhere"
     else
-        echo "note: chromium is not installed (apt-get install -y chromium); browser tests will skip outside CI"
+        echo "note: missing$need (apt-get install -y$need); tests needing them skip outside CI"
     fi
 fi
