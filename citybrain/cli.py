@@ -177,6 +177,11 @@ def _register_subcommands() -> None:
     from citybrain.indicators.cli import evaluate_command
 
     app.command("evaluate")(evaluate_command)
+    from citybrain.dispatch.cli import resources_app
+    from citybrain.drill.cli import drill_command
+
+    app.add_typer(resources_app, name="resources")
+    app.command("drill")(drill_command)
 
 
 _register_subcommands()

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from citybrain.context import Context
+from citybrain.context import Context, new_id
 
 
 class Event(msgspec.Struct, kw_only=True):
@@ -17,11 +17,7 @@ class Event(msgspec.Struct, kw_only=True):
     context: Context
     data: dict[str, Any] = {}
     seq: int | None = None  # position in the node's event history, set by the store
-
-    @property
-    def id(self) -> str:
-        """The event's id is its context's ULID."""
-        return self.context.id
+    id: str = msgspec.field(default_factory=new_id)  # unique per event; several events may share a context
 
     def subject(self, prefix: str = "cb") -> str:
         """Return the bus subject this event is published on."""

@@ -311,7 +311,7 @@ class PostgresStore(Store):
             await cur.execute(
                 "INSERT INTO events(id, type, time, context, data) VALUES (%s,%s,%s,%s::jsonb,%s::jsonb) "
                 "ON CONFLICT (id) DO NOTHING",
-                (ev.context.id, ev.type, ev.time, dumps(ev.context.to_dict()), dumps(ev.data)),
+                (ev.id, ev.type, ev.time, dumps(ev.context.to_dict()), dumps(ev.data)),
             )
         elif isinstance(op, AddDeadLetter):
             await cur.execute(
@@ -564,14 +564,14 @@ class PostgresStore(Store):
         """Return events after seq."""
         from citybrain.context import Context
 
-        sql = "SELECT seq, type, time, context, data FROM events WHERE seq>%s"
+        sql = "SELECT seq, type, time, context, data, id FROM events WHERE seq>%s"
         params: list[Any] = [after]
         if type_prefix:
             sql += " AND starts_with(type, %s)"
             params.append(type_prefix)
         rows = await self._fetch(sql + " ORDER BY seq LIMIT %s", [*params, limit])
         return [
-            Event(seq=r[0], type=r[1], time=r[2], context=Context.from_dict(r[3]), data=r[4]) for r in rows
+            Event(seq=r[0], type=r[1], time=r[2], context=Context.from_dict(r[3]), data=r[4], id=r[5]) for r in rows
         ]
 
     async def get_doc(self, collection: str, doc_id: str) -> Doc | None:

@@ -245,7 +245,7 @@ class SqliteStore(Store):
             ev = op.event
             conn.execute(
                 "INSERT OR IGNORE INTO events(id, type, time, context, data) VALUES (?,?,?,?,?)",
-                (ev.context.id, ev.type, ev.time, dumps(ev.context.to_dict()), dumps(ev.data)),
+                (ev.id, ev.type, ev.time, dumps(ev.context.to_dict()), dumps(ev.data)),
             )
         elif isinstance(op, AddDeadLetter):
             conn.execute(
@@ -468,7 +468,8 @@ class SqliteStore(Store):
             from citybrain.context import Context
 
             return [
-                Event(seq=r[0], type=r[2], time=r[3], context=Context.from_dict(loads(r[4])), data=loads(r[5]))
+                Event(seq=r[0], id=r[1], type=r[2], time=r[3], context=Context.from_dict(loads(r[4])),
+                      data=loads(r[5]))
                 for r in conn.execute(sql, params)
             ]
 

@@ -56,9 +56,12 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Launch Debian's Chromium through Playwright (never a downloaded browser)."""
+    """Launch Debian's Chromium through Playwright (never a downloaded browser).
+
+    Module scope: Playwright's sync API keeps an event loop running while it is open, which would
+    break every async test collected after this module."""
     path = require_executable("chromium", "/usr/bin/chromium")
     from playwright.sync_api import sync_playwright
 

@@ -1,0 +1,204 @@
+"""The plan commands: propose, confirm, reject, end and close a plan run (tasks live in plans.tasks)."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from citybrain.commands import Outcome
+from citybrain.context import Context, new_id
+from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound, ValidationError
+from citybrain.modes import LEVELS, ROLES, normal_level, require_role
+from citybrain.plans import effects, tasks
+from citybrain.store import PutDoc
+
+if TYPE_CHECKING:
+    from citybrain.plans import PlanDesk
+    from citybrain.runtime import CityBrain
+
+RUNS = "plan_runs"
+
+
+class Propose(msgspec.Struct, kw_only=True):
+    """plan.propose: a trigger (or a person) proposes a plan at a level for an area."""
+
+    plan: str
+    level: str
+    area: str | None = None
+    trigger: str = "manual"
+    evidence: list[str] = []
+
+
+class RunRef(msgspec.Struct, kw_only=True):
+    """Names a plan run, with a reason for the timeline."""
+
+    run: str
+    reason: str = ""
+
+
+def _desk(rt: CityBrain) -> PlanDesk:
+    desk: PlanDesk = rt.services["plans"]
+    return desk
+
+
+def _run(rt: CityBrain, run_id: str, *states: str) -> dict[str, Any]:
+    run = copy.deepcopy(_desk(rt).runs.get(run_id))  # changed in memory only once committed
+    if run is None:
+        raise NotFound(f"run: unknown, closed or rejected plan run {run_id}", field="run")
+    if states and run["state"] not in states:
+        raise Conflict(f"run: plan run {run_id} is {run['state']}, not {' or '.join(states)}", field="run")
+    return run
+
+
+async def _declare(rt: CityBrain, payload: dict[str, Any], ctx: Context) -> None:
+    """Declare a mode for a plan; a person's later declaration (a Conflict) wins over the plan's."""
+    try:
+        await rt.execute("mode.declare", payload, ctx)
+    except CityBrainError as exc:
+        await rt.emit("plan.mode.skipped", {**payload, "error": exc.detail}, ctx)
+
+
+def _save(rt: CityBrain, run: dict[str, Any], ctx: Context, step: str, note: str, after: Any = None,
+          **extra: Any) -> Outcome:
+    run["timeline"].append({"step": step, "time": rt.now(), "actor": ctx.actor, "note": note, **extra})
+    desk = _desk(rt)
+
+    async def done() -> None:
+        if run["state"] in ("closed", "rejected"):
+            desk.runs.pop(run["id"], None)
+        else:
+            desk.runs[run["id"]] = run
+        if after is not None:
+            await after()
+
+    event = {"run": run["id"], "plan": run["plan"], "area": run["area"], "state": run["state"],
+             "level": run["level"], "step": step, "note": note, **extra}
+    return Outcome(ops=[PutDoc(RUNS, run["id"], run)], result=dict(run), event=event, after=done)
+
+
+async def propose(rt: CityBrain, cmd: Propose, ctx: Context) -> Outcome:
+    """Open a proposed run, or propose a higher level for the live run of the plan."""
+    require_role(ctx, "plan.propose")
+    desk = _desk(rt)
+    plan = desk.plans.get(cmd.plan)
+    if plan is None:
+        raise NotFound(f"plan: unknown plan {cmd.plan!r}; known: {', '.join(sorted(desk.plans))}", field="plan")
+    level = normal_level(cmd.level) or "IV"
+    area = cmd.area or desk.area_of(plan)
+    if area is None or area not in rt.services["places"]:
+        raise ValidationError(f"area: unknown area {area}", field="area")
+    run = copy.deepcopy(desk.run_of(plan.id))
+    if run is not None and run["state"] == "ended":
+        raise Conflict(f"plan {plan.id} is in recovery (run {run['id']}); close it first", field="plan")
+    now = rt.now()
+    proposal = {"level": level, "trigger": cmd.trigger, "evidence": cmd.evidence, "time": now, "actor": ctx.actor}
+    if run is None:
+        run = {"id": new_id(), "plan": plan.id, "area": area, "state": "proposed", "level": None,
+               "pending_level": level, "proposals": [proposal], "proposed_at": now, "confirmed_at": None,
+               "confirmed_by": None, "ended_at": None, "closed_at": None, "end_reason": None, "timeline": []}
+    else:
+        current = run.get("pending_level") or run["level"]
+        if current and LEVELS.index(level) <= LEVELS.index(current):
+            raise Conflict(f"plan {plan.id} is already at or proposed for level {current}", field="level")
+        run["pending_level"] = level
+        run["proposals"].append(proposal)
+    auto = plan.auto_confirm or desk.auto_confirm
+    run_id = run["id"]
+
+    async def after() -> None:
+        if auto:
+            await rt.execute("plan.confirm", {"run": run_id, "reason": "auto-confirm (drill)"},
+                             ctx.child("system:auto-confirm"))
+
+    return _save(rt, run, ctx, "propose", f"{cmd.trigger}: " + "; ".join(cmd.evidence), after, proposed=level,
+                 trigger=cmd.trigger)
+
+
+async def confirm(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
+    """Confirm the proposed level: declare the mode, issue tasks, put overrides in force, dispatch resources."""
+    run = _run(rt, cmd.run, "proposed", "active")
+    desk = _desk(rt)
+    plan = desk.plans[run["plan"]]
+    auto = plan.auto_confirm or desk.auto_confirm
+    roles = (*plan.confirm_roles, "admin") + (("system",) if auto else ())
+    role = ctx.actor.split(":", 1)[0]
+    if role not in roles:
+        raise Forbidden(f"plan.confirm needs role {', '.join(plan.confirm_roles)}; {ctx.actor!r} is {role!r}",
+                        field="actor")
+    level = run.get("pending_level")
+    if not level:
+        raise Conflict(f"run {cmd.run} has no proposal waiting for confirmation", field="run")
+    first = run["state"] == "proposed"
+    run.update(state="active", level=level, pending_level=None, confirmed_by=ctx.actor)
+    run["confirmed_at"] = run["confirmed_at"] or rt.now()
+
+    async def after() -> None:
+        await _declare(rt, {"area": run["area"], "mode": "emergency", "level": level,
+                            "reason": f"plan {plan.id} confirmed", "plan": run["id"]}, ctx.child())
+        issued = await tasks.issued_keys(rt, run["id"])
+        cases = await tasks.open_cases(rt, plan, run, level, ctx.child(), issued)
+        await rt.execute("plan.tasks.issue", {"run": run["id"], "level": level, "cases": cases}, ctx.child())
+        if first:
+            await desk.overrides.apply(run["id"], plan, ctx.child())
+            await effects.preposition(rt, run, plan, ctx.child())
+
+    return _save(rt, run, ctx, "confirm", cmd.reason, after, confirmed=level)
+
+
+async def reject(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
+    """Reject a proposed plan run."""
+    require_role(ctx, "plan.reject")
+    run = _run(rt, cmd.run, "proposed")
+    run["state"] = "rejected"
+    return _save(rt, run, ctx, "reject", cmd.reason)
+
+
+async def end(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
+    """End an active run: the area goes to recovery, overrides are restored, resources released."""
+    require_role(ctx, "plan.end")
+    run = _run(rt, cmd.run, "active")
+    desk = _desk(rt)
+    plan = desk.plans[run["plan"]]
+    run.update(state="ended", ended_at=rt.now(), end_reason=cmd.reason, pending_level=None)
+
+    async def after() -> None:
+        await _declare(rt, {"area": run["area"], "mode": "recovery", "plan": run["id"],
+                            "reason": f"plan {plan.id} ended: {cmd.reason}"}, ctx.child())
+        await desk.overrides.restore(run["id"], plan, ctx.child())
+        await effects.release(rt, run["id"], ctx.child())
+        desk.judge.reset(run["id"])
+
+    return _save(rt, run, ctx, "end", cmd.reason, after)
+
+
+async def close(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
+    """Close a run after recovery: the area returns to normal."""
+    require_role(ctx, "plan.close")
+    run = _run(rt, cmd.run, "ended")
+    run.update(state="closed", closed_at=rt.now())
+    desk = _desk(rt)
+
+    async def after() -> None:
+        board = rt.services["modes"]
+        if board.declared(run["area"])["mode"] == "recovery":
+            await _declare(rt, {"area": run["area"], "mode": "normal", "plan": run["id"],
+                                "reason": f"plan {run['plan']} recovery over"}, ctx.child())
+        desk.judge.reset(run["plan"])
+
+    return _save(rt, run, ctx, "close", cmd.reason or "recovery over", after)
+
+
+def register(rt: CityBrain) -> None:
+    """Register the plan and plan-task commands."""
+    reg = rt.commands.register
+    reg("plan.propose", Propose, propose, "propose a plan at a level (triggers, or a person)", ROLES)
+    reg("plan.confirm", RunRef, confirm, "confirm a proposed plan level (command centre)", ROLES)
+    reg("plan.reject", RunRef, reject, "reject a proposed plan", ROLES)
+    reg("plan.end", RunRef, end, "end an active plan: recovery, overrides restored, resources released", ROLES)
+    reg("plan.close", RunRef, close, "close a plan after recovery: the area returns to normal", ROLES)
+    reg("plan.tasks.issue", tasks.Issue, tasks.issue, "issue a plan run's tasks at its level", ("system",))
+    reg("plan.task.ack", tasks.TaskStep, tasks.ack, "acknowledge a plan task")
+    reg("plan.task.done", tasks.TaskStep, tasks.done, "report a plan task done")
+    reg("plan.report", tasks.Report, tasks.report, "community reports during an active plan")
