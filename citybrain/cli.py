@@ -181,6 +181,9 @@ def _register_subcommands() -> None:
     from citybrain.drill.cli import drill_command
 
     app.add_typer(resources_app, name="resources")
+    from citybrain.federation.cli import federation_app
+
+    app.add_typer(federation_app)
     app.command("drill")(drill_command)
 
 
