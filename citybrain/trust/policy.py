@@ -44,7 +44,7 @@ COMMAND_FAMILIES: dict[str, str] = {
     "entity.": "model", "observations.": "ingest", "case.": "cases", "matter.": "cases",
     "alert.": "situation", "risk.": "situation", "situation.": "situation", "rule.": "situation",
     "mode.": "modes", "plan.": "modes", "directive.": "modes", "drill.": "modes", "dispatch.": "modes",
-    "resource.": "modes", "federation.": "federation", "community.": "federation",
+    "resource.": "modes", "incident.": "modes", "federation.": "federation", "community.": "federation",
     "catalog.": "catalog", "grant.": "catalog", "ledger.": "ledger", "indicator.": "indicators",
     "report.": "indicators", "user.": "admin",
 }
@@ -58,9 +58,9 @@ POLICY: dict[str, dict[str, frozenset[str]]] = {
     "command_centre": _ops | {"situation": RW, "modes": RW, "federation": R, "ledger": R, "events": R},
     "supervisor": _ops | {"federation": R, "ledger": R, "events": R},
     "department_handler": dict(_ops),
-    "community_operator": _ops | {"situation": RW},
+    "community_operator": _ops | {"situation": RW, "receipts": W, "federation": R},
     "grid_worker": {"login": R, "dashboard": R, "model": R, "ingest": W, "open311": RW, "cases": RW,
-                    "situation": R},
+                    "situation": R, "receipts": W},
     "data_officer": {"login": R, "model": R, "catalog": RW, "data": R, "ledger": R, "indicators": R,
                      "events": R},
     "auditor": {f: R for f in ("login", "dashboard", "model", "ngsi", "open311", "cases", "situation", "modes",
@@ -68,7 +68,7 @@ POLICY: dict[str, dict[str, frozenset[str]]] = {
     "external_user": {"login": R, "catalog": RW, "data": R, "open311": RW},
     "device": {"ingest": W, "ngsi": RW},
 }
-FAMILY_NAMES: tuple[str, ...] = tuple(sorted(set(FAMILIES.values()) | {"admin", "ledger"}))
+FAMILY_NAMES: tuple[str, ...] = tuple(sorted(set(FAMILIES.values()) | {"admin", "ledger", "receipts"}))
 
 
 def add_family(prefix: str, family: str) -> None:
@@ -85,6 +85,8 @@ def family_of(path: str) -> str | None:
     """Return the endpoint family of a path (longest matching prefix), or None if unknown (denied)."""
     if path in EXACT:
         return EXACT[path]
+    if path.startswith("/api/v1/directives/") and path.rstrip("/").endswith(("/read", "/done")):
+        return "receipts"  # a community acknowledges a directive it received
     best = ""
     for prefix in FAMILIES:
         if len(prefix) > len(best) and (path.startswith(prefix) or path == prefix.rstrip("/")):

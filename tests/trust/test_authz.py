@@ -29,7 +29,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "command_centre": OPS | {"situation": "rw", "modes": "rw", "federation": "r", "ledger": "r", "events": "r"},
     "supervisor": OPS | {"federation": "r", "ledger": "r", "events": "r"},
     "department_handler": OPS,
-    "community_operator": OPS | {"situation": "rw"},
+    "community_operator": OPS | {"situation": "rw", "federation": "r"},
     "grid_worker": {"login": "r", "dashboard": "r", "model": "r", "ingest": "w", "open311": "rw", "cases": "rw",
                     "situation": "r"},
     "data_officer": {"login": "r", "model": "r", "catalog": "rw", "data": "r", "ledger": "r", "indicators": "r",
