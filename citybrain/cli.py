@@ -184,6 +184,9 @@ def _register_subcommands() -> None:
     from citybrain.federation.cli import federation_app
 
     app.add_typer(federation_app)
+    from citybrain.cases.cli import cases_app
+
+    app.add_typer(cases_app, name="cases")
     app.command("drill")(drill_command)
 
 

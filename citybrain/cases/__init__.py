@@ -1,0 +1,59 @@
+"""Coordinated disposal: cases from every channel, routed to departments, tracked to their time limits.
+
+Component `setup(rt)` loads the catalog files (settings.extra["cases"] may name others: catalog, calendar,
+routing, matters), registers the case commands, listens for alerts and starts the deadline checker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from citybrain.cases import deadlines, exceptions, lifecycle, matters
+from citybrain.cases.alerts import subscribe_alerts
+from citybrain.cases.catalog import Catalog, load_catalog
+from citybrain.cases.deadlines import check_deadlines
+from citybrain.cases.desk import CaseDesk, desk_of
+from citybrain.cases.model import ROLES
+
+if TYPE_CHECKING:
+    from citybrain.runtime import CityBrain
+
+__all__ = ["COMMANDS", "CaseDesk", "Catalog", "check_deadlines", "desk_of", "load_catalog", "setup"]
+
+COMMANDS: list[tuple[str, type, Any, str]] = [
+    ("case.intake", lifecycle.Intake, lifecycle.intake, "report a problem (any channel): opens or joins a case"),
+    ("case.file", lifecycle.CaseRef, lifecycle.file, "file a reported case (supervision)"),
+    ("case.dispatch", lifecycle.Dispatch, lifecycle.dispatch, "dispatch a filed case to departments (command)"),
+    ("case.accept", lifecycle.TaskStep, lifecycle.accept, "a department accepts its task"),
+    ("case.feedback", lifecycle.TaskStep, lifecycle.feedback, "a department reports its task done"),
+    ("case.verify", lifecycle.Verify, lifecycle.verify, "verify the result on site (supervision)"),
+    ("case.close", lifecycle.CaseRef, lifecycle.close, "close a verified case"),
+    ("case.evaluate", lifecycle.Evaluate, lifecycle.evaluate, "evaluate a closed case"),
+    ("case.merge", lifecycle.Merge, lifecycle.merge, "merge a duplicate into the case it repeats"),
+    ("case.request_exception", exceptions.RequestException, exceptions.request_exception,
+     "ask for a send-back, extension, suspension or cancellation"),
+    ("case.approve_exception", exceptions.ApproveException, exceptions.approve_exception,
+     "approve or reject an exception request"),
+    ("case.resume", exceptions.Resume, exceptions.resume, "take a case out of the problem ledger"),
+    ("case.warn", deadlines.Clocked, deadlines.warn, "warn that a time limit is near (deadline checker)"),
+    ("case.escalate", deadlines.Clocked, deadlines.escalate, "escalate an overdue case or task (deadline checker)"),
+    ("matter.apply", matters.Apply, matters.apply, "apply for a one-matter service (一件事)"),
+]
+
+
+def catalog_from(rt: CityBrain) -> Catalog:
+    """Load the catalog files named in settings.extra['cases'] (or the packaged ones)."""
+    files: dict[str, Any] = dict(rt.settings.extra.get("cases", {}))
+    return load_catalog(files.get("catalog"), files.get("calendar"), files.get("routing"), files.get("matters"))
+
+
+async def setup(rt: CityBrain) -> None:
+    """Register the case commands, load open cases, listen for alerts, start the deadline checker."""
+    desk = CaseDesk(rt, catalog_from(rt))
+    rt.services["cases"] = desk
+    for name, schema, handler, summary in COMMANDS:
+        rt.commands.register(name, schema, handler, summary, ROLES.get(name, ()))
+    await desk.warm()
+    await subscribe_alerts(rt)
+    if rt.settings.extra.get("cases", {}).get("checker", True):
+        rt.spawn(deadlines.deadline_loop(rt), name="cases-deadlines")
