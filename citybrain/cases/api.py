@@ -32,11 +32,15 @@ async def list_cases(
     category: str | None = None,
     queue: str | None = Query(None, description="e.g. command-centre: cases waiting for a person to dispatch"),
     channel: str | None = None,
+    place: str | None = Query(None, description="cases in this place or any place below it"),
     limit: int = Query(100, ge=1, le=10000),
     offset: int = Query(0, ge=0),
 ) -> Response:
     """List cases, newest first, filtered by state, department, overdue, category, queue, channel."""
-    found = await views.find(rt_of(request), state, department, overdue, category, queue, channel)
+    rt = rt_of(request)
+    if place is not None and place not in rt.services["places"]:
+        raise NotFound(f"unknown place {place}", field="place")
+    found = await views.find(rt, state, department, overdue, category, queue, channel, place=place)
     page = found[offset:offset + limit]
     return json([_brief(c) for c in page], headers={"X-Total-Count": str(len(found))})
 

@@ -145,6 +145,12 @@ class CaseDesk:
                                     ctx.child("system:router"))
         return result
 
+    async def kpis(self, within: str | None = None) -> dict[str, Any]:
+        """Dashboard tiles for cases in an area (see views.kpis)."""
+        from citybrain.cases.views import kpis
+
+        return await kpis(self.rt, within)
+
     def on_time(self, case: dict[str, Any]) -> bool:
         """Tell whether every live task was done by its deadline."""
         return all(t.get("done_at") and t["done_at"] <= t["deadline"] for t in live_tasks(case))

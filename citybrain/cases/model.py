@@ -46,21 +46,29 @@ ROLES: dict[str, tuple[str, ...]] = {
 APPROVER = {"send_back": "command", "extension": "command", "suspend": "command", "cancel": "supervisor"}
 
 
+# roles of authenticated identities (citybrain.trust) -> the case roles of GB/T 30428 above
+TRUST_ROLES = {"command_centre": "command", "city_operator": "command", "department_handler": "dept",
+               "auditor": "evaluator", "community_operator": "community", "grid_worker": "grid"}
+
+
 def role_of(actor: str) -> str:
-    """Return the role part of an actor string (the whole string when it has no colon)."""
-    return actor.split(":", 1)[0]
+    """Return the case role of an actor string (its first part, with trust roles mapped to case roles)."""
+    role = actor.split(":", 1)[0]
+    return TRUST_ROLES.get(role, role)
 
 
 def department_of(actor: str) -> str | None:
-    """Return the department of a dept:<id>:<name> or head:<id>:<name> actor."""
+    """Return the department of a dept:<id>:<name>, head:<id>:<name> or department_handler:<id>:<name> actor."""
     parts = actor.split(":")
-    return parts[1] if parts[0] in ("dept", "head") and len(parts) > 1 else None
+    return parts[1] if parts[0] in ("dept", "head", "department_handler") and len(parts) > 1 else None
 
 
 def require(ctx: Context, command: str) -> str:
     """Raise Forbidden unless the context's actor has a role allowed for the command; return the role."""
     role = role_of(ctx.actor)
     allowed = ROLES.get(command, ())
+    if role == "admin":
+        return role
     if allowed and role not in allowed:
         raise Forbidden(f"{command} needs role {' or '.join(allowed)}; {ctx.actor!r} is {role!r}",
                         field="actor")

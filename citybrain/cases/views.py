@@ -27,8 +27,8 @@ async def all_cases(rt: CityBrain, where: dict[str, Any] | None = None) -> list[
 
 async def find(rt: CityBrain, state: str | None = None, department: str | None = None, overdue: bool | None = None,
                category: str | None = None, queue: str | None = None, channel: str | None = None,
-               kind: str | None = None) -> list[dict[str, Any]]:
-    """Return cases matching every given filter, newest first."""
+               kind: str | None = None, place: str | None = None) -> list[dict[str, Any]]:
+    """Return cases matching every given filter (place: in it or below it), newest first."""
     where: dict[str, Any] = {}
     for key, value in (("state", state), ("overdue", overdue), ("category", category), ("queue", queue),
                        ("channel", channel), ("kind", kind)):
@@ -37,6 +37,10 @@ async def find(rt: CityBrain, state: str | None = None, department: str | None =
     found = await all_cases(rt, where)
     if department is not None:
         found = [c for c in found if department in c.get("departments", [])]
+    if place is not None:
+        places = rt.services["places"]
+        found = [c for c in found if isinstance(c.get("place"), str) and c["place"] in places
+                 and places.within(c["place"], place)]
     found.sort(key=lambda c: c["created_at"], reverse=True)
     return found
 
@@ -73,3 +77,20 @@ async def stats(rt: CityBrain) -> dict[str, Any]:
             "via_command_centre": centre, "routing_share": round(by_rule / len(filed), 4) if filed else None,
             "overdue": sum(1 for c in cases if c.get("overdue")),
             "ledger": states.get(m.SUSPENDED, 0)}
+
+
+async def kpis(rt: CityBrain, within: str | None = None) -> dict[str, Any]:
+    """Dashboard tiles: open cases, on-time closure rate, mean minutes from filing to first acceptance."""
+    cases = await find(rt, kind="case", place=within)
+    open_cases = [c for c in cases if c["state"] not in m.FINAL]
+    closed = [c for c in cases if c["state"] in (m.CLOSED, m.EVALUATED)]
+    desk = desk_of(rt)
+    on_time = sum(1 for c in closed if desk.on_time(c))
+    waits = []
+    for c in cases:
+        accepted = [t["accepted_at"] for t in c.get("tasks", []) if t.get("accepted_at")]
+        if c.get("filed_at") and accepted:
+            waits.append((parse_time(min(accepted)) - parse_time(c["filed_at"])).total_seconds() / 60)
+    return {"open": len(open_cases), "closed": len(closed), "overdue": sum(1 for c in open_cases if c.get("overdue")),
+            "on_time_rate": round(on_time / len(closed), 4) if closed else None,
+            "mean_response_minutes": round(sum(waits) / len(waits), 1) if waits else None}

@@ -108,3 +108,27 @@ def test_community_view_shows_only_its_area(demo_server: str, page) -> None:
         assert "urn:ngsi-ld:Grid:" not in li.inner_text() or any(c in li.inner_text() for c in expected)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "community-view.png"))
+
+
+def test_case_opened_from_the_ui_reaches_the_api_and_its_page(demo_server: str, page) -> None:
+    _ready(page, demo_server + "/")
+    text = f"Broken street light outside the school gate {time.time_ns()}"
+    page.fill("#case-desc", text)
+    page.press("#case-desc", "Enter")
+    page.wait_for_function("document.getElementById('case-form').dataset.lastCase", timeout=5000)
+    case_id = page.evaluate("document.getElementById('case-form').dataset.lastCase")
+    case = httpx.get(demo_server + f"/api/v1/cases/{case_id}").json()
+    assert case["description"] == text and case["channel"] == "dashboard"
+    listed = httpx.get(demo_server + "/api/v1/cases", params={"limit": 1000}).json()
+    assert case_id in {c["id"] for c in listed}
+    filed = httpx.post(demo_server + f"/api/v1/cases/{case_id}/file", json={"note": "seen on site"},
+                       headers={"X-Citybrain-Actor": "supervisor:li"})
+    assert filed.status_code in (200, 201), filed.text
+    case = httpx.get(demo_server + f"/api/v1/cases/{case_id}").json()
+    page.goto(demo_server + f"/case/{case_id}")
+    page.wait_for_selector("body[data-ready='1']", timeout=10000)
+    assert page.locator("#timeline li").count() == len(case["timeline"]) >= 1
+    assert case["state"] in page.inner_text("#case-state")
+    assert page.locator("#tasks .tile").count() == len(case["tasks"])
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "case-page.png"))

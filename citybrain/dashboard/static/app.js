@@ -122,7 +122,9 @@
   async function loadCases() {
     const board = document.getElementById("case-board");
     try {
-      const data = await getJSON("/api/v1/cases?" + q({ limit: 200 }));
+      const params = new URLSearchParams({ limit: "200" });
+      if (scope) params.set("place", scope);
+      const data = await getJSON("/api/v1/cases?" + params.toString());
       const items = Array.isArray(data) ? data : (data.items || []);
       const byState = {};
       for (const c of items) (byState[c.state] = byState[c.state] || []).push(c);
@@ -137,14 +139,24 @@
     const desc = document.getElementById("case-desc").value.trim();
     if (!desc) return;
     const center = map.getCenter();
-    const body = { description: desc, channel: "dashboard", location: { type: "Point", coordinates: [center.lng, center.lat] } };
+    const body = { description: desc, title: desc.slice(0, 60), channel: "dashboard", lon: center.lng, lat: center.lat,
+      category: document.getElementById("case-category").value };
     if (scope) body.place = scope;
     const r = await fetch("/api/v1/cases", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const out = await r.json().catch(() => ({}));
+    if (!r.ok) { document.getElementById("case-form").dataset.error = out.detail || String(r.status); return; }
     document.getElementById("case-desc").value = "";
     document.getElementById("case-form").dataset.lastCase = out.id || "";
     loadCases();
   });
+
+  async function fillCategories() {
+    try {
+      const cat = await getJSON("/api/v1/cases/catalog");
+      document.getElementById("case-category").innerHTML = cat.categories.map((c) =>
+        `<option value="${c.code}">${lang === "zh" ? c.zh : c.en}</option>`).join("");
+    } catch (e) { /* cases not available on this node */ }
+  }
 
   // ---- trend ------------------------------------------------------------------------------------------
   function fillTrendPickers() {
@@ -194,7 +206,7 @@
   document.getElementById("lang").addEventListener("click", () => {
     window.lang = window.lang === "zh" ? "en" : "zh";
     localStorage.setItem("citybrain.lang", window.lang);
-    applyLabels(); legend(); loadSummary(); fillTargets();
+    applyLabels(); legend(); loadSummary(); fillTargets(); fillCategories();
   });
 
   // read-only hooks for tests and for operators' own scripts
@@ -212,6 +224,6 @@
     document.body.dataset.loadedMs = String(Math.round(performance.now() - started));
     document.body.dataset.ready = "1";
   }).then(loadRisk);
-  loadAlerts(); loadCases(); fillTargets(); connectStream();
+  loadAlerts(); loadCases(); fillTargets(); fillCategories(); connectStream();
   setInterval(loadSummary, 5000);
 })();

@@ -17,10 +17,13 @@
       `<div class="tile"><span>${esc(tk.department)} · ${esc(tk.role || "")}</span><strong>${esc(tk.state)}</strong><small>${t("deadline")}: ${fmtTime(tk.deadline || tk.due)}</small></div>`).join("");
     document.getElementById("deadline").textContent = fmtTime(c.deadline || c.due) + (c.overdue ? " ⚠" : "");
     const map = L.map("map", { preferCanvas: true, attributionControl: false });
-    const loc = c.location;
+    const raw = c.location || {};
+    const loc = raw.type ? raw : (raw.lon !== undefined && raw.lon !== null ? { type: "Point", coordinates: [raw.lon, raw.lat] } : null);
     if (loc && loc.type === "Point") {
       const ll = [loc.coordinates[1], loc.coordinates[0]];
-      map.setView(ll, 14); L.circleMarker(ll, { radius: 8, color: "#ff8c00" }).addTo(map);
+      map.setView(ll, 14); L.circleMarker(ll, { radius: 9, color: "#ff8c00", weight: 3 }).addTo(map);
+      const around = await (await fetch(`/api/v1/map/places?level=Grid`)).json();
+      L.geoJSON(around, { style: { color: "#4fb3ff", weight: 1, fillOpacity: 0.08 } }).addTo(map);
     } else { map.setView([39.9, 116.4], 10); }
     if (c.place) {
       const fc = await (await fetch("/api/v1/map/places?level=Grid&within=" + encodeURIComponent(c.place))).json();

@@ -6,7 +6,7 @@ window.I18N = {
     directive: "指令下达", target: "对象", message: "内容", send: "下达", ledger: "账本检查点",
     none: "无风险", blue: "蓝色", yellow: "黄色", orange: "橙色", red: "红色", normal: "常态", watch: "预警",
     emergency: "应急", recovery: "恢复", mode: "运行状态", minutes: "分钟", caseFiled: "案件已建立",
-    timeline: "办理过程", tasks: "部门任务", deadline: "时限", state: "状态", back: "返回", community: "社区" },
+    timeline: "办理过程", tasks: "部门任务", deadline: "时限", state: "状态", back: "返回", community: "社区", category: "类别" },
   en: { title: "City Brain", map: "Risk map", kpis: "Key indicators", obsPerMin: "Observations/min",
     openAlerts: "Open alerts", openCases: "Open cases", onTime: "On-time rate", response: "Mean response time",
     alerts: "Live alerts", caseBoard: "Case board", newCase: "New case", description: "Describe the problem",
@@ -14,7 +14,8 @@ window.I18N = {
     target: "To", message: "Message", send: "Send", ledger: "Ledger checkpoint", none: "No risk", blue: "Blue",
     yellow: "Yellow", orange: "Orange", red: "Red", normal: "Normal", watch: "Watch", emergency: "Emergency",
     recovery: "Recovery", mode: "Operating mode", minutes: "min", caseFiled: "Case filed", timeline: "Timeline",
-    tasks: "Department tasks", deadline: "Time limit", state: "State", back: "Back", community: "Community" },
+    tasks: "Department tasks", deadline: "Time limit", state: "State", back: "Back", community: "Community",
+    category: "Category" },
 };
 window.lang = localStorage.getItem("citybrain.lang") || "zh";
 window.t = (key) => (window.I18N[window.lang] || window.I18N.zh)[key] || key;
