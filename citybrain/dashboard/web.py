@@ -12,10 +12,10 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from citybrain.dashboard.stream import mount_stream
 from citybrain.errors import NotFound
 from citybrain.model.types import OBSERVATION_TYPES, PLACE_LEVELS
 from citybrain.runtime import CityBrain
-from citybrain.dashboard.stream import mount_stream
 from citybrain.store import EntityQuery
 
 STATIC = Path(__file__).parent / "static"
@@ -68,7 +68,7 @@ def _page(name: str, **data: str) -> HTMLResponse:
 def mount(app: FastAPI, rt: CityBrain) -> None:
     """Add the dashboard pages, its static assets and its read endpoints to the app."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    relay = mount_stream(app, rt)
+    mount_stream(app, rt)
     rate = IngestRate(rt)
     cache: dict[str, tuple[int, bytes]] = {}
 
