@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import aiomqtt
 import orjson
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from citybrain.errors import ValidationError
 from citybrain.mqtt.devices import DeviceRegistry
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TOPICS = ("/+/+/attrs", "/+/+/attrs/+", "+/+/attrs", "+/+/attrs/+")
+RECEIVE_MAXIMUM = 65535  # QoS 1 messages the broker may have in flight to us (acknowledged after commit)
+SESSION_EXPIRY = 7 * 24 * 3600  # seconds a named session (…?client_id=) outlives a disconnection
 
 
 def client_options(url: str) -> dict[str, Any]:
@@ -38,9 +42,19 @@ def client_options(url: str) -> dict[str, Any]:
         opts["username"] = unquote(u.username)
         opts["password"] = unquote(u.password or "")
     query = parse_qs(u.query)
+    # MQTT 5 lets the client set Receive Maximum: Mosquitto then keeps that many QoS 1 messages in flight to
+    # citybrain (MQTT 3.1.1: its max_inflight_messages, 20 by default). Since we acknowledge only after the
+    # store commit, a window of 20 caps a batch at 20 messages, and messages beyond Mosquitto's
+    # max_queued_messages (1000) are dropped by the broker while citybrain commits.
+    props = Properties(PacketTypes.CONNECT)
+    props.ReceiveMaximum = RECEIVE_MAXIMUM
+    opts["protocol"] = aiomqtt.ProtocolVersion.V5
     if "client_id" in query:
         opts["identifier"] = query["client_id"][0]
-        opts["clean_session"] = False  # a named session keeps QoS 1 messages while citybrain is down
+        # a named session keeps QoS 1 messages while citybrain is down (MQTT 5: clean start off + expiry)
+        opts["clean_start"] = False
+        props.SessionExpiryInterval = SESSION_EXPIRY
+    opts["properties"] = props
     if tls:
         ctx = ssl.create_default_context(cafile=query["ca"][0] if "ca" in query else None)
         opts["tls_context"] = ctx

@@ -182,7 +182,7 @@ def options_of(request: Request) -> set[str]:
     if fmt:
         opts.add(fmt)
     known = {"keyValues", "simplified", "normalized", "concise", "sysAttrs", "temporalValues", "update",
-             "replace", "noOverwrite", "count", "audit"}
+             "replace", "noOverwrite", "count", "audit", "aggregatedValues"}
     bad = opts - known
     if bad:
         raise BadRequestData(f"options: unknown option(s) {', '.join(sorted(bad))}")

@@ -8,6 +8,7 @@ delays itself. Sends are retried with exponential backoff; status is kept per su
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,8 @@ class Watch:
     queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     last_sent: float = 0.0
+    saved_at: float = float("-inf")  # loop time of the last status write
+    save_pending: bool = False
 
     def selects(self, entity_id: str, entity_type: str | None) -> bool:
         """Tell whether an entity is among the subscription's entities."""
@@ -75,6 +78,7 @@ class Notifier:
     retries = 3
     backoff = 0.2  # seconds before the first retry; doubles each time
     timeout = 5.0
+    status_every = 1.0  # seconds between status writes per subscription (the live status is in memory)
 
     def __init__(self, rt: CityBrain) -> None:
         self.rt = rt
@@ -88,10 +92,13 @@ class Notifier:
         await self.rt.bus.subscribe(OBS_SUBJECT, self._on_obs)
 
     async def close(self) -> None:
-        """Stop workers and the HTTP client."""
+        """Stop workers and the HTTP client; write the status that is still pending."""
         for w in self.watches.values():
             if w.task:
                 w.task.cancel()
+            if w.save_pending:
+                with contextlib.suppress(Exception):
+                    await self.rt.store.apply([PutDoc(STATUS, w.id, dict(w.status))])
         if self.client is not None:
             await self.client.aclose()
 
@@ -193,4 +200,20 @@ class Notifier:
         return False
 
     async def _save(self, w: Watch) -> None:
-        await self.rt.store.apply([PutDoc(STATUS, w.id, dict(w.status))])
+        """Persist the status, at most every `status_every` seconds per subscription: a busy subscription
+        would otherwise cost one store commit per notification. Readers use the in-memory status."""
+        loop = asyncio.get_running_loop()
+        wait = w.saved_at + self.status_every - loop.time()
+        if wait <= 0:
+            w.saved_at = loop.time()
+            await self.rt.store.apply([PutDoc(STATUS, w.id, dict(w.status))])
+        elif not w.save_pending:
+            w.save_pending = True
+            self.rt.spawn(self._save_later(w, wait), name=f"ngsi-sub-status-{w.id}")
+
+    async def _save_later(self, w: Watch, wait: float) -> None:
+        await asyncio.sleep(wait)
+        w.save_pending = False
+        if self.watches.get(w.id) is w:
+            w.saved_at = asyncio.get_running_loop().time()
+            await self.rt.store.apply([PutDoc(STATUS, w.id, dict(w.status))])

@@ -103,6 +103,8 @@ async def answer(request: Request, rt: CityBrain, params: dict[str, Any], ctx: A
     count = request.query_params.get("count")
     if count not in (None, "true", "false"):
         raise BadRequestData(f"count: {count!r} is not true or false")
+    if "count" in opts:  # NGSI-LD ≤ 1.3 and clients such as ngsildclient send options=count
+        count = "true"
     if limit == 0 and count != "true":
         raise BadRequestData("limit=0 is only allowed with count=true")
     sel = Selection(params, ctx)

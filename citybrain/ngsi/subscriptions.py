@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -16,9 +17,9 @@ from citybrain.ngsi.entities import body_and_context
 from citybrain.ngsi.errors import AlreadyExists, BadRequestData, ResourceNotFound, from_citybrain
 from citybrain.ngsi.geo import geo_filter
 from citybrain.ngsi.http import int_param, ngsi_response, request_context, route, tenant_runtime
-from citybrain.ngsi.ldcontext import resolve, to_storage
+from citybrain.ngsi.ldcontext import ActiveContext, resolve, to_storage
 from citybrain.ngsi.notify import STATUS, Notifier, Watch
-from citybrain.ngsi.query import parse_q
+from citybrain.ngsi.query import Predicate, parse_q
 from citybrain.runtime import CityBrain
 from citybrain.store import DeleteDoc, PutDoc
 
@@ -27,6 +28,18 @@ COLLECTION = "ngsi_subscriptions"
 _FIELDS = {"id", "type", "subscriptionName", "description", "entities", "watchedAttributes", "q", "geoQ",
            "notification", "throttling", "expiresAt", "isActive", "timeInterval", "lang", "scopeQ", "@context",
            "notificationTrigger", "showChanges", "jsonldContext", "status", "csf", "temporalQ"}
+
+
+def subscription_q(q: str, ctx: ActiveContext) -> Predicate:
+    """Parse a subscription's q; a percent-encoded q (ngsildclient's SubscriptionBuilder URL-escapes it, as
+    Orion-LD accepts) is decoded when it does not parse as sent. The document keeps q as it was sent."""
+    try:
+        return parse_q(q, ctx)
+    except BadRequestData:
+        decoded = unquote(q)
+        if decoded == q:
+            raise
+        return parse_q(decoded, ctx)
 
 
 def compile_watch(sub: dict[str, Any], context: Any) -> Watch:
@@ -96,7 +109,7 @@ def compile_watch(sub: dict[str, Any], context: Any) -> Watch:
     return Watch(
         id=sub["id"], ctx=ctx, selectors=selectors,
         watched={to_storage(a, ctx) for a in watched} if watched else None,
-        q=parse_q(q, ctx) if q is not None else None,
+        q=subscription_q(q, ctx) if q is not None else None,
         geo=geo_filter(geo.get("georel"), geo.get("geometry"), geo.get("coordinates"), geo.get("geoproperty"), ctx)
         if geo else None,
         attrs={to_storage(a, ctx) for a in attrs} if attrs else None,

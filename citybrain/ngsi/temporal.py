@@ -105,8 +105,8 @@ async def temporal_entity(request: Request, rt: CityBrain, entity: Entity, ctx: 
         raise BadRequestData(f"aggrMethods: unknown method(s) {', '.join(sorted(bad))}")
     period = parse_duration(request.query_params["aggrPeriodDuration"]) \
         if request.query_params.get("aggrPeriodDuration") else None
-    if period and not methods:
-        raise BadRequestData("aggrPeriodDuration needs aggrMethods")
+    if (period or "aggregatedValues" in opts) and not methods:
+        raise BadRequestData("aggrPeriodDuration and options=aggregatedValues need aggrMethods")
     out: dict[str, Any] = {"id": entity.id, "type": from_storage(entity.type, ctx)}
     for name, current in entity.attrs.items():
         if attrs is not None and name not in attrs:
@@ -146,5 +146,6 @@ async def query(request: Request) -> Response:
     offset = int_param(request, "offset", 0, 0, 10**9)
     found, total = await Selection(params, ctx).run(rt, limit, offset)
     out = [await temporal_entity(request, rt, e, ctx) for e in found]
-    headers = {"NGSILD-Results-Count": str(total)} if params.get("count") == "true" else {}
+    counted = params.get("count") == "true" or "count" in options_of(request)
+    headers = {"NGSILD-Results-Count": str(total)} if counted else {}
     return ngsi_response(request, out, ctx, headers=headers)
