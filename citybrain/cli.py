@@ -78,7 +78,7 @@ def serve(
         console.print(f"  store: {settings.public()['store']}   bus: {settings.public()['bus']}")
 
     api = create_app(rt, startup=[_demo, _announce] if demo else [_announce])
-    uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning", access_log=False)
 
 
 @app.command()

@@ -6,7 +6,8 @@ import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from citybrain import __version__
 from citybrain.api import introspection, problems, routes
@@ -15,8 +16,32 @@ from citybrain.runtime import CityBrain
 
 # Modules with `def mount(app: FastAPI, rt: CityBrain) -> None`, mounted in this order when importable.
 EXTENSIONS: list[str] = [
+    "citybrain.trust.api", "citybrain.ledger.api",
+    "citybrain.situation.api", "citybrain.alerts.api",
+    "citybrain.cases.api", "citybrain.open311",
     "citybrain.dashboard",
+    "citybrain.ngsi",
+    "citybrain.federation.api",
+    "citybrain.modes.api", "citybrain.plans.api", "citybrain.dispatch.api",
+    "citybrain.indicators.api",
+    "citybrain.ops",
 ]
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413 (pure ASGI: no per-request task or copy)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    await problem(413, "PayloadTooLarge", f"request body over {self.limit} bytes")(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -44,12 +69,7 @@ def create_app(
     problems.install(app)
     limit = rt.settings.max_body_bytes
 
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return problem(413, "PayloadTooLarge", f"request body over {limit} bytes")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=limit)
 
     app.include_router(introspection.router)
     app.include_router(routes.router)

@@ -111,20 +111,22 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
 
     @app.get("/api/v1/map/sensors", tags=["dashboard"])
     async def map_sensors(within: str | None = None, limit: int = Query(20000, le=50000)) -> Response:
-        """Return observation points with their latest values as GeoJSON."""
+        """Return observation points as GeoJSON (values: GET /api/v1/entities/{id}, fetched on demand)."""
         index = rt.services["places"]
+        key = f"sensors|{within}|{limit}"
+        stamp = len(rt.services["directory"].types) * 1_000_003 + int(time.monotonic() // 30)  # 30 s at most
+        hit = cache.get(key)
+        if hit and hit[0] == stamp:
+            return Response(hit[1], media_type="application/geo+json")
         places = None if not within else [within, *index.descendants(within)]
-        found = await rt.store.query_entities(EntityQuery(types=list(OBSERVATION_TYPES), places=places, limit=limit))
-        features = []
-        for e in found:
-            if not e.location or e.location.get("type") != "Point":
-                continue
-            values = {k: {"value": a.get("value"), "observedAt": a.get("observedAt"), "unit": a.get("unitCode")}
-                      for k, a in e.attrs.items() if isinstance(a.get("value"), int | float) and "observedAt" in a}
-            features.append({"type": "Feature", "id": e.id, "geometry": e.location,
-                             "properties": {"id": e.id, "type": e.type, "place": e.place, "values": values}})
-        return Response(orjson.dumps({"type": "FeatureCollection", "features": features}),
-                        media_type="application/geo+json")
+        found = await rt.store.query_entities(EntityQuery(types=list(OBSERVATION_TYPES), places=places, limit=limit,
+                                                          with_attrs=False))
+        features = [{"type": "Feature", "id": e.id, "geometry": e.location,
+                     "properties": {"id": e.id, "type": e.type, "place": e.place}}
+                    for e in found if e.location and e.location.get("type") == "Point"]
+        body = orjson.dumps({"type": "FeatureCollection", "features": features})
+        cache[key] = (stamp, body)
+        return Response(body, media_type="application/geo+json")
 
     @app.get("/api/v1/dashboard/summary", tags=["dashboard"])
     async def summary(within: str | None = None) -> Response:

@@ -107,6 +107,7 @@ class EntityQuery(msgspec.Struct, kw_only=True):
     bbox: tuple[float, float, float, float] | None = None  # min lon, min lat, max lon, max lat (point locations)
     limit: int = 100
     offset: int = 0
+    with_attrs: bool = True  # False: identity, type, place and location only (fast map layers)
 
 
 class Doc(msgspec.Struct, kw_only=True):

@@ -440,7 +440,7 @@ class PostgresStore(Store):
 
         return await self._read(run)
 
-    async def _entities(self, sql: str, params: Sequence[Any]) -> list[Entity]:
+    async def _entities(self, sql: str, params: Sequence[Any], with_attrs: bool = True) -> list[Entity]:
         async def run(cur: Cur) -> list[Entity]:
             await cur.execute(sql, params)
             entities: dict[str, Entity] = {}
@@ -455,7 +455,7 @@ class PostgresStore(Store):
                     scope=r[6],
                     attrs={},
                 )
-            if entities:
+            if entities and with_attrs:
                 await cur.execute(
                     "SELECT entity_id, name, value, observed_at, unit, extra FROM attrs "
                     "WHERE entity_id = ANY(%s::text[]) ORDER BY entity_id, name",
@@ -499,7 +499,7 @@ class PostgresStore(Store):
         """Return matching entities ordered by id."""
         where, params = self._where(query)
         sql = f"SELECT {_ECOLS} FROM entities{where} ORDER BY id LIMIT %s OFFSET %s"
-        return await self._entities(sql, [*params, query.limit, query.offset])
+        return await self._entities(sql, [*params, query.limit, query.offset], query.with_attrs)
 
     async def count_entities(self, query: EntityQuery) -> int:
         """Count matching entities."""

@@ -383,6 +383,9 @@ class SqliteStore(Store):
                 f"SELECT {self._ECOLS} FROM entities{where} ORDER BY id LIMIT ? OFFSET ?",
                 [*params, query.limit, query.offset],
             ).fetchall()
+            if not query.with_attrs:
+                return [Entity(id=r[0], type=r[1], place=r[2], location=loads(r[3]), created_at=r[4] or "",
+                               modified_at=r[5] or "", scope=r[6], attrs={}) for r in rows]
             return self._attach_attrs(conn, rows)
 
         return await self._read(run)

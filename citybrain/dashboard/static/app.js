@@ -6,6 +6,13 @@
   const COLORS = { none: "#2e8b57", blue: "#1e6fff", yellow: "#ffd400", orange: "#ff8c00", red: "#ff2d2d" };
   const state = { risk: {}, gridLayer: null, alerts: [], sensors: [], chart: null, summary: {} };
 
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const el = document.createElement("script"); el.src = src; el.onload = resolve; el.onerror = reject;
+      document.head.appendChild(el);
+    });
+  }
+
   async function getJSON(url, opts) {
     const r = await fetch(url, opts);
     if (!r.ok) throw new Error(url + " → " + r.status);
@@ -21,36 +28,51 @@
       .map((k) => `<span><i style="background:${COLORS[k]}"></i>${t(k)}</span>`).join("");
   }
 
-  function cellStyle(feature) {
-    const level = state.risk[feature.id] || "none";
-    return { renderer, weight: 0.4, color: "#0b1526", fillColor: COLORS[level] || COLORS.none, fillOpacity: 0.55 };
-  }
+  const colorOf = (id) => COLORS[state.risk[id] || "none"] || COLORS.none;
 
   async function loadMap() {
-    const [districts, communities, grid] = await Promise.all([
+    const [districts, communities, grid, sensors] = await Promise.all([
       getJSON("/api/v1/map/places?" + q({ level: "District" })),
       getJSON("/api/v1/map/places?" + q({ level: "Community" })),
       getJSON("/api/v1/map/places?" + q({ level: "Grid" })),
+      getJSON("/api/v1/map/sensors?" + q({})),
     ]);
-    state.gridLayer = L.geoJSON(grid, { style: cellStyle, onEachFeature: (f, layer) => {
-      layer.bindTooltip(() => `${f.properties.name || f.id}<br>${t(state.risk[f.id] || "none")}`);
-    } }).addTo(map);
-    L.geoJSON(communities, { style: { renderer, weight: 1.2, color: "#9fc3ff", fill: false } }).addTo(map);
-    L.geoJSON(districts, { style: { renderer, weight: 2.5, color: "#ffffff", fill: false } }).addTo(map);
-    const bounds = state.gridLayer.getBounds();
-    if (bounds.isValid()) map.fitBounds(bounds); else map.setView([39.9, 116.4], 9);
+    state.gridLayer = new L.CellsLayer(grid.features, colorOf);
+    const bounds = state.gridLayer.bounds();
+    if (bounds && bounds.isValid()) map.fitBounds(bounds); else map.setView([39.9, 116.4], 9);
+    state.gridLayer.addTo(map);
+    L.geoJSON(communities, { style: { renderer, weight: 1.2, color: "#9fc3ff", fill: false, interactive: false } }).addTo(map);
+    L.geoJSON(districts, { style: { renderer, weight: 2.5, color: "#ffffff", fill: false, interactive: false } }).addTo(map);
     document.getElementById("map").dataset.cells = String(grid.features.length);
-    const sensors = await getJSON("/api/v1/map/sensors?" + q({}));
     state.sensors = sensors.features;
-    L.geoJSON(sensors, { pointToLayer: (f, ll) => L.circleMarker(ll, { renderer, radius: 4, color: "#fff", weight: 1,
-      fillColor: "#4fb3ff", fillOpacity: 0.9 }), onEachFeature: (f, layer) => layer.bindPopup(() => sensorPopup(f)) }).addTo(map);
+    state.sensorLayer = new L.PointsLayer(sensors.features).addTo(map);
+    map.on("click", (ev) => {
+      const p = state.sensorLayer.nearest(ev.latlng, 8);
+      if (p) {
+        const div = document.createElement("div"); div.textContent = p.id; sensorPopup(p.id, div);
+        L.popup().setLatLng([p.lat, p.lon]).setContent(div).openOn(map);
+        return;
+      }
+      const c = state.gridLayer.at(ev.latlng);
+      if (c) L.popup().setLatLng(ev.latlng).setContent(`${c.props.name || c.id}<br>${t(state.risk[c.id] || "none")}`).openOn(map);
+    });
     fillTrendPickers();
   }
 
-  function sensorPopup(f) {
-    const rows = Object.entries(f.properties.values || {}).map(([k, v]) =>
-      `<tr><th>${k}</th><td>${fmtNum(v.value, 1)}</td><td>${v.unit || ""}</td></tr>`).join("");
-    return `<strong>${f.id}</strong><table>${rows}</table>`;
+  async function latest(id) {
+    const e = await getJSON("/api/v1/entities/" + encodeURIComponent(id));
+    const out = {};
+    for (const [k, a] of Object.entries(e)) {
+      if (a && typeof a === "object" && typeof a.value === "number" && a.observedAt) out[k] = a;
+    }
+    return out;
+  }
+
+  async function sensorPopup(id, div) {
+    const values = await latest(id);
+    const rows = Object.entries(values).map(([k, v]) =>
+      `<tr><th>${k}</th><td>${fmtNum(v.value, 1)}</td><td>${v.unitCode || ""}</td><td>${fmtTime(v.observedAt)}</td></tr>`).join("");
+    div.innerHTML = `<strong>${id}</strong><table>${rows}</table>`;
   }
 
   async function loadRisk() {
@@ -59,7 +81,7 @@
       const items = Array.isArray(data) ? data : (data.items || data.places || []);
       state.risk = {};
       for (const it of items) state.risk[it.place || it.id] = it.level || "none";
-      if (state.gridLayer) state.gridLayer.setStyle(cellStyle);
+      if (state.gridLayer) state.gridLayer.redraw();
       document.getElementById("map").dataset.riskLoaded = String(items.length);
     } catch (e) { /* risk engine not running on this node */ }
   }
@@ -112,7 +134,7 @@
       const ev = JSON.parse(msg.data);
       if (ev.type === "alert.raised") { renderAlert(Object.assign({ time: ev.time }, ev.data), true); loadSummary(); }
       else if (ev.type.startsWith("risk.")) {
-        const d = ev.data; if (d.place) { state.risk[d.place] = d.level || "none"; if (state.gridLayer) state.gridLayer.setStyle(cellStyle); }
+        const d = ev.data; if (d.place) { state.risk[d.place] = d.level || "none"; if (state.gridLayer) state.gridLayer.redraw(); }
       } else if (ev.type.includes("case")) { loadCases(); loadSummary(); }
       else if (ev.type.includes("mode")) { loadSummary(); }
     };
@@ -166,10 +188,9 @@
     pickSensor();
   }
 
-  function pickSensor() {
+  async function pickSensor() {
     const id = document.getElementById("trend-sensor").value;
-    const f = state.sensors.find((s) => s.id === id);
-    const attrs = f ? Object.keys(f.properties.values || {}) : [];
+    const attrs = id ? Object.keys(await latest(id)) : [];
     const sel = document.getElementById("trend-attr");
     sel.innerHTML = attrs.map((a) => `<option>${a}</option>`).join("");
     sel.onchange = drawTrend;
@@ -181,6 +202,7 @@
     const attr = document.getElementById("trend-attr").value;
     if (!id || !attr) return;
     const rows = await getJSON(`/api/v1/entities/${encodeURIComponent(id)}/history?attr=${encodeURIComponent(attr)}&lastN=240`);
+    if (!window.echarts) await loadScript("/static/vendor/echarts/echarts.common.min.js");
     if (!state.chart) state.chart = echarts.init(document.getElementById("trend-chart"), "dark");
     state.chart.setOption({ backgroundColor: "transparent", grid: { left: 45, right: 10, top: 10, bottom: 30 },
       xAxis: { type: "time" }, yAxis: { type: "value", scale: true }, tooltip: { trigger: "axis" },
@@ -211,8 +233,8 @@
 
   // read-only hooks for tests and for operators' own scripts
   window.citybrainMap = {
-    cellIds: () => { const ids = []; if (state.gridLayer) state.gridLayer.eachLayer((l) => ids.push(l.feature.id)); return ids; },
-    fillOf: (id) => { let c = null; if (state.gridLayer) state.gridLayer.eachLayer((l) => { if (l.feature.id === id) c = l.options.fillColor; }); return c; },
+    cellIds: () => (state.gridLayer ? state.gridLayer.cells.map((c) => c.id) : []),
+    fillOf: (id) => (state.gridLayer && state.gridLayer.cells.some((c) => c.id === id) ? colorOf(id) : null),
     sensorIds: () => state.sensors.map((f) => f.id),
     colors: COLORS,
   };
