@@ -27,6 +27,14 @@ log = logging.getLogger("citybrain")
 COMPONENTS: list[str] = [
     "citybrain.model.commands",
     "citybrain.ingest.observations",
+    "citybrain.situation", "citybrain.rules", "citybrain.risk", "citybrain.alerts",
+    "citybrain.cases",
+    "citybrain.ngsi",
+    "citybrain.mqtt",
+    "citybrain.trust", "citybrain.ledger.service",
+    "citybrain.federation",
+    "citybrain.modes", "citybrain.dispatch", "citybrain.plans",
+    "citybrain.indicators",
 ]
 
 
@@ -149,7 +157,7 @@ class CityBrain:
 
     async def publish(self, event: Event) -> None:
         """Publish an event on the bus under cb.event.<type>."""
-        await self.bus.publish(event.subject(), encode_event(event), msg_id=event.context.id + ":" + event.type)
+        await self.bus.publish(event.subject(), encode_event(event), msg_id=event.id)
 
     async def dead_letter(self, source: str, reason: str, payload: str | bytes) -> None:
         """Keep a message that could not be processed, with the reason, for listing and replay."""

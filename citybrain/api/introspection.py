@@ -44,9 +44,10 @@ async def health(request: Request) -> JSONResponse:
 @router.get("/version")
 async def version() -> dict[str, Any]:
     """Return citybrain's and its platform's versions."""
+    import sqlite3
+
     import fastapi
     import msgspec
-    import sqlite3
 
     return {"citybrain": __version__, "python": platform.python_version(), "fastapi": fastapi.__version__,
             "msgspec": msgspec.__version__, "sqlite": sqlite3.sqlite_version}
