@@ -76,6 +76,10 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
     async def city_view() -> HTMLResponse:
         return _page("index.html", scope="")
 
+    @app.get("/login", include_in_schema=False)
+    async def login_page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "login.html").read_text(encoding="utf-8"))
+
     @app.get("/community/{place_id}", include_in_schema=False)
     async def community_view(place_id: str) -> HTMLResponse:
         if place_id not in rt.services["places"]:

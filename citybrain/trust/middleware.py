@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from citybrain.errors import CityBrainError, Forbidden
@@ -106,6 +106,14 @@ async def check_area(rt: CityBrain, scope: Scope, ident: Identity, family: str) 
             scope["query_string"] = urlencode([*pairs, (key, ident.place)]).encode()
 
 
+def _wants_page(scope: Scope) -> bool:
+    """Tell whether a browser asks for a dashboard page (send it to the login page, not a 401 body)."""
+    if scope.get("method") != "GET" or not (scope["path"] == "/" or scope["path"].startswith(("/community/", "/case/"))):
+        return False
+    accept = dict(scope.get("headers", ())).get(b"accept", b"")
+    return b"text/html" in accept
+
+
 class AuthMiddleware:
     """Authenticate, authorize (deny by default) and confine every HTTP and WebSocket request."""
 
@@ -121,6 +129,11 @@ class AuthMiddleware:
         except CityBrainError as exc:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 4401 if exc.status == 401 else 4403})
+                return
+            if exc.status == 401 and _wants_page(scope):
+                from urllib.parse import quote
+
+                await RedirectResponse("/login?next=" + quote(scope["path"]), status_code=303)(scope, receive, send)
                 return
             headers = {"WWW-Authenticate": 'Bearer realm="citybrain"'} if exc.status == 401 else None
             response = JSONResponse(exc.to_problem(), status_code=exc.status, headers=headers,

@@ -37,7 +37,7 @@ FAMILIES: dict[str, str] = {
     "/api/v1/ledger/": "ledger", "/api/v1/events": "events",
     "/api/v1/indicators": "indicators", "/api/v1/reports": "indicators",
 }
-EXACT: dict[str, str] = {"/": "login", "/-/health": PUBLIC, "/-/version": PUBLIC}
+EXACT: dict[str, str] = {"/": "login", "/login": PUBLIC, "/-/health": PUBLIC, "/-/version": PUBLIC}
 
 # Command name prefix -> family, for POST /api/v1/commands/{name}; unknown prefixes are admin only.
 COMMAND_FAMILIES: dict[str, str] = {

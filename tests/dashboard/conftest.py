@@ -27,18 +27,30 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Serve the demo city (no replay, so the test controls what happens) and yield its base URL."""
+    yield from _serve(tmp_path_factory.mktemp("dash") / "city.db", "off")
+
+
+@pytest.fixture(scope="session")
+def secured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Serve the tiny demo city with authentication on; yield its URL and its store path."""
+    store = tmp_path_factory.mktemp("secure") / "city.db"
+    for base in _serve(store, "on", size="tiny"):
+        yield base, store
+
+
+def _serve(store: Path, auth: str, size: str = "small") -> Iterator[str]:
     port = free_port()
-    store = tmp_path_factory.mktemp("dash") / "city.db"
-    env = dict(os.environ, CITYBRAIN_AUTH="off")
+    env = dict(os.environ, CITYBRAIN_AUTH=auth)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "citybrain", "serve", "--demo", "--no-replay", "--port", str(port), "--store", str(store)],
+        [sys.executable, "-m", "citybrain", "serve", "--demo", "--no-replay", "--size", size, "--auth", auth,
+         "--port", str(port), "--store", str(store)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(base + "/api/v1/map/places?level=Grid", timeout=1).status_code == 200 and \
-                    httpx.get(base + "/api/v1/stats", timeout=1).json()["entities"].get("Grid"):
+            if httpx.get(base + "/-/health", timeout=1).status_code == 200 and (
+                    auth == "on" or httpx.get(base + "/api/v1/stats", timeout=1).json()["entities"].get("Grid")):
                 break
         except (httpx.HTTPError, KeyError, ValueError):
             pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -132,3 +133,25 @@ def test_case_opened_from_the_ui_reaches_the_api_and_its_page(demo_server: str, 
     assert page.locator("#tasks .tile").count() == len(case["tasks"])
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "case-page.png"))
+
+
+def test_login_with_an_api_key(secured_server, page) -> None:
+    base, store = secured_server
+    assert httpx.get(base + "/api/v1/places").status_code == 401  # deny by default
+    key_file = Path(str(store) + ".admin-key")
+    for _ in range(50):
+        if key_file.exists():
+            break
+        time.sleep(0.2)
+    key = key_file.read_text().strip().split()[-1]
+    page.goto(base + "/")
+    page.wait_for_url("**/login**")
+    page.fill("#api_key", key)
+    page.click("button[type=submit]")
+    page.wait_for_selector("body[data-ready='1']", timeout=20000)
+    assert page.url.rstrip("/") == base
+    assert page.evaluate("window.citybrainMap.cellIds().length") > 0
+    page.goto(base + "/login")
+    page.fill("#api_key", "cb_wrong.key")
+    page.click("button[type=submit]")
+    page.wait_for_function("document.getElementById('error').textContent.length > 0")
