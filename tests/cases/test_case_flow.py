@@ -53,7 +53,8 @@ async def test_deadline_loop_runs_on_the_runtime_clock(tmp_path: Path) -> None:
 async def wait_for_case(rt: CityBrain, n: int) -> list[dict]:
     for _ in range(300):
         docs = await rt.store.list_docs("cases")
-        if len(docs) >= n and all(d.data["state"] != "intake" for d in docs):
+        # routed cases are filed, then dispatched by a second command: wait for both (or the queue)
+        if len(docs) >= n and all(d.data["state"] not in ("intake", "filed") or d.data.get("queue") for d in docs):
             return [d.data for d in docs]
         await asyncio.sleep(0.01)
     raise AssertionError("no case appeared")
