@@ -5,7 +5,7 @@ Mapping rule (documented here and in docs/open311.md):
 - places: the NYC bounding box (lon -74.26…-73.70, lat 40.49…40.92) is mapped affinely onto the test city
   (lon 116.0…116.4, lat 39.8…40.0), clamped inside it, so neighbouring requests stay neighbours and the three
   rows with impossible coordinates land on the city's edge;
-- speed: the suite replays every STRIDE-th request (default 10, 829 requests, a few seconds);
+- speed: the suite replays every STRIDE-th request (default 10, 829 requests, a few seconds; CI=true: 1);
   CITYBRAIN_NYC_STRIDE=1 replays all 8,289 (about a minute on an idle machine);
 - categories: the first keyword rule in SERVICE_RULES that the Title contains (case-insensitive) gives the
   service code; titles that match none go to E9901 "other", which has no routing rule (command centre).
@@ -23,7 +23,8 @@ from cases.casecity import API_KEY, city
 DATA = Path(os.environ.get("CITYBRAIN_SHARED", "/work/shared")) / "data" / "nyc311" / "NYC_20190522.csv"
 NYC = (-74.26, 40.49, -73.70, 40.92)
 CITY = (116.0, 39.8, 116.4, 40.0)
-STRIDE = int(os.environ.get("CITYBRAIN_NYC_STRIDE", "10"))
+# CI replays every request; a developer's quick run replays every 10th unless told otherwise
+STRIDE = int(os.environ.get("CITYBRAIN_NYC_STRIDE", "1" if os.environ.get("CI", "").lower() == "true" else "10"))
 SERVICE_RULES: list[tuple[tuple[str, ...], str]] = [
     (("noise: construction", "jack hammer", "construction equipment"), "E0301"),
     (("noise",), "E0406"),
