@@ -41,5 +41,9 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+## make reliability: crash, dependency faults, partition, fuzz, soak, overload (not in CI); ends with a table
+reliability: $(STAMP)
+	$(PY) reliability/run.py
+
 clean:
 	rm -rf $(VENV) build var .mypy_cache .ruff_cache .pytest_cache

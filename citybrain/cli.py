@@ -50,13 +50,16 @@ def serve(
     size: str = typer.Option("small", help="with --demo: city size (tiny, small, medium, large)"),
     auth: str = typer.Option(None, help="'on' (default): every request needs an API key or token; "
                              "'off': a single local operator, for a demo on your own machine [env CITYBRAIN_AUTH]"),
+    log_format: str = typer.Option("json", help="'json' (one object per line, secrets removed) or 'text'"),
 ) -> None:
     """Run a citybrain node: the HTTP API (and the dashboard), ingest and every component."""
     import uvicorn
 
     from citybrain.api import create_app
+    from citybrain.ops.logs import configure_logging
     from citybrain.runtime import CityBrain
 
+    configure_logging(json=log_format != "text")
     settings = settings_from(host=host, port=port, store=store, bus=bus, node_id=node_id, role=role,
                              parent=parent, area=area, mqtt=mqtt,
                              auth=auth or os.environ.get("CITYBRAIN_AUTH") or "on")

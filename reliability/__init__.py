@@ -1,0 +1,1 @@
+"""The reliability suite: crash, dependency faults, partition, fuzz, soak and overload scenarios."""

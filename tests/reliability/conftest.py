@@ -1,0 +1,6 @@
+"""Short versions of the reliability scenarios: make the repository root importable (reliability/)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
