@@ -17,6 +17,7 @@ from citybrain.bus import Message
 from citybrain.errors import NotFound
 from citybrain.events import decode_event
 from citybrain.runtime import CityBrain
+from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 
@@ -31,6 +32,7 @@ async def list_alerts(
 ) -> Response:
     """List alerts, newest first."""
     rt = rt_of(request)
+    place = confine(request, place)  # a place-scoped identity sees only its own area
     await rt.services["alerts"].outbox.flush()
     where: dict[str, Any] = {}
     if status and status != "open":

@@ -14,6 +14,7 @@ from citybrain.cases.matters import citizen_status
 from citybrain.cases.model import role_of
 from citybrain.errors import Forbidden, NotFound, ValidationError
 from citybrain.runtime import CityBrain
+from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 
@@ -38,6 +39,7 @@ async def list_cases(
 ) -> Response:
     """List cases, newest first, filtered by state, department, overdue, category, queue, channel."""
     rt = rt_of(request)
+    place = confine(request, place)  # a place-scoped identity sees only its own area
     if place is not None and place not in rt.services["places"]:
         raise NotFound(f"unknown place {place}", field="place")
     found = await views.find(rt, state, department, overdue, category, queue, channel, place=place)

@@ -65,6 +65,9 @@ def mount_stream(app: FastAPI, rt: CityBrain) -> Relay:
     @app.get("/api/v1/stream", tags=["dashboard"])
     async def stream(request: Request, scope: str | None = None) -> StreamingResponse:
         """Live events (alerts, risk, cases, modes, directives) as server-sent events."""
+        from citybrain.trust.middleware import confine
+
+        scope = confine(request, scope)
         await relay.ensure_subscribed()
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         client = (queue, scope or None)

@@ -17,6 +17,7 @@ from citybrain.errors import NotFound
 from citybrain.model.types import OBSERVATION_TYPES, PLACE_LEVELS
 from citybrain.runtime import CityBrain
 from citybrain.store import EntityQuery
+from citybrain.trust.middleware import confine
 
 STATIC = Path(__file__).parent / "static"
 
@@ -91,8 +92,9 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
         return _page("case.html", case=case_id)
 
     @app.get("/api/v1/map/places", tags=["dashboard"])
-    async def map_places(level: str = Query("Grid"), within: str | None = None) -> Response:
+    async def map_places(request: Request, level: str = Query("Grid"), within: str | None = None) -> Response:
         """Return places of one level (inside `within`) as a GeoJSON FeatureCollection."""
+        within = confine(request, within)
         index = rt.services["places"]
         if level not in PLACE_LEVELS:
             raise NotFound(f"unknown level {level}", field="level")
@@ -114,8 +116,10 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
         return Response(body, media_type="application/geo+json")
 
     @app.get("/api/v1/map/sensors", tags=["dashboard"])
-    async def map_sensors(within: str | None = None, limit: int = Query(20000, le=50000)) -> Response:
+    async def map_sensors(request: Request, within: str | None = None,
+                          limit: int = Query(20000, le=50000)) -> Response:
         """Return observation points as GeoJSON (values: GET /api/v1/entities/{id}, fetched on demand)."""
+        within = confine(request, within)
         index = rt.services["places"]
         key = f"sensors|{within}|{limit}"
         stamp = len(rt.services["directory"].types) * 1_000_003 + int(time.monotonic() // 30)  # 30 s at most
@@ -133,8 +137,9 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
         return Response(body, media_type="application/geo+json")
 
     @app.get("/api/v1/dashboard/summary", tags=["dashboard"])
-    async def summary(within: str | None = None) -> Response:
+    async def summary(request: Request, within: str | None = None) -> Response:
         """Return the KPI tiles: ingest rate, open alerts and cases, on-time rate, response time, modes."""
+        within = confine(request, within)
         body: dict[str, Any] = {"observations_per_min": round(rate.per_minute(), 1),
                                 "observations_total": sum(rt.services["ingest"].stored_by_type.values()),
                                 "node": rt.node_id, "role": rt.settings.role, "time": rt.now()}

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
 
 KEEP = 26 * 3600.0  # seconds of history per sensor (a 24 h mean plus slack)
+STEP = 60.0  # values within one minute share a bucket: at most KEEP / STEP buckets per sensor (constant memory)
 FRESH = 2 * 3600.0  # a sensor's latest value counts while at most this old
 
 
@@ -21,17 +22,28 @@ class Tracker:
 
     def __init__(self) -> None:
         self.series: dict[str, dict[str, deque[tuple[float, float]]]] = {}
+        self.counts: dict[str, dict[str, deque[int]]] = {}
+        self.last: dict[tuple[str, str], float] = {}
         self.areas: dict[str, frozenset[str]] = {}
         self.latest = 0.0  # newest observation time seen (epoch seconds)
 
     def add(self, entity: str, quantity: str, ts: float, value: float, areas: dict[str, str]) -> None:
-        """Remember one observation."""
+        """Remember one observation; readings in the same STEP-long bucket are merged into their mean."""
         dq = self.series.setdefault(quantity, {}).setdefault(entity, deque())
-        if dq and dq[-1][0] == ts:
-            dq[-1] = (ts, value)
-        elif not dq or dq[-1][0] < ts:
-            dq.append((ts, value))
+        counts = self.counts.setdefault(quantity, {}).setdefault(entity, deque())
+        bucket = ts - ts % STEP
+        if dq and dq[-1][0] == bucket:
+            n = counts[-1]
+            dq[-1] = (bucket, (dq[-1][1] * n + value) / (n + 1))
+            counts[-1] = n + 1
+        elif not dq or dq[-1][0] < bucket:
+            dq.append((bucket, value))
+            counts.append(1)
+        else:
+            return  # older than what we hold: the trigger judges the present
+        self.last[(quantity, entity)] = value
         while dq and dq[0][0] < ts - KEEP:
+            counts.popleft()
             dq.popleft()
         if entity not in self.areas:
             self.areas[entity] = frozenset(areas.values())

@@ -42,6 +42,13 @@ def scope_of(request: Request) -> str | None:
     return identity_of(request).place
 
 
+def confine(request: Request, place: str | None) -> str | None:
+    """Return the place a listing is limited to: the requested one, or the requester's own area by default.
+
+    (The middleware has already refused a requested place outside the requester's area.)"""
+    return place if place is not None else scope_of(request)
+
+
 def allowed_places(rt: CityBrain, identity: Identity) -> set[str] | None:
     """Return the places an identity may see (its place and everything below it), or None for all."""
     if identity.place is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from trustcity import C1, C2, SCOPES, T1, T2, City
+from trustcity import C1, C2, G1, G2, SCOPES, T1, T2, City
 
 from citybrain.trust import tokens
 
@@ -143,6 +143,17 @@ async def test_community_operator_sees_only_its_community(city: City) -> None:
     everything = (await c.get("/api/v1/entities", params={"type": "TrafficFlowObserved"},
                               headers=city.auth("city_operator"))).json()
     assert {e["id"] for e in everything} == {T1, T2}
+    # case, alert and map listings without a place are confined to the community too
+    for grid in (G1, G2):
+        r = await c.post("/api/v1/cases", json={"category": "C0110", "description": "street light out", "place": grid},
+                         headers=city.auth("city_operator"))
+        assert r.status_code == 201, r.text
+    mine = (await c.get("/api/v1/cases", headers=h)).json()
+    assert [x["place"] for x in mine] == [G1]
+    assert len((await c.get("/api/v1/cases", headers=city.auth("city_operator"))).json()) == 2
+    cells = (await c.get("/api/v1/map/places", params={"level": "Grid"}, headers=h)).json()["features"]
+    assert [f["id"] for f in cells] == [G1]
+    assert (await c.get("/api/v1/alerts", headers=h)).status_code == 200
 
 
 async def test_bootstrap_admin_key_file(city: City) -> None:
