@@ -29,7 +29,7 @@ test-deps: $(STAMP)
 	@bash scripts/test-deps.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check citybrain tests bench
+	$(VENV)/bin/ruff check citybrain tests bench reliability
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

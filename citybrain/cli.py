@@ -81,7 +81,8 @@ def serve(
         console.print(f"  store: {settings.public()['store']}   bus: {settings.public()['bus']}")
 
     api = create_app(rt, startup=[_demo, _announce] if demo else [_announce])
-    uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                log_config=None, timeout_graceful_shutdown=30)
 
 
 @app.command()
