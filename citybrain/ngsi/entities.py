@@ -188,9 +188,8 @@ async def delete_attr(request: Request, entity_id: str, attr: str) -> Response:
     return Response(status_code=204)
 
 
-@route(router, "/entities/{entity_id}", ["PUT"], 204)
-async def replace_entity(request: Request, entity_id: str) -> Response:
-    """Replace all attributes of an entity (its id stays)."""
+async def entity_and_body(request: Request, entity_id: str) -> tuple[CityBrain, dict[str, Any], ActiveContext, Entity]:
+    """Load the entity a PUT/PATCH names and its JSON-object body (whose id, if any, must match)."""
     rt = await tenant_runtime(request)
     body, ctx = await body_and_context(request, rt)
     entity = await load(rt, entity_id)
@@ -198,6 +197,13 @@ async def replace_entity(request: Request, entity_id: str) -> Response:
         raise BadRequestData("the body must be a JSON object")
     if "id" in body and body["id"] != entity.id:
         raise BadRequestData("id in the body differs from the id in the path")
+    return rt, body, ctx, entity
+
+
+@route(router, "/entities/{entity_id}", ["PUT"], 204)
+async def replace_entity(request: Request, entity_id: str) -> Response:
+    """Replace all attributes of an entity (its id stays)."""
+    rt, body, ctx, entity = await entity_and_body(request, entity_id)
     etype = entity_type_in(body["type"], ctx) if "type" in body else entity.type
     attrs = attrs_in(body, ctx)
     await execute(rt, request, "entity.write",
@@ -208,13 +214,7 @@ async def replace_entity(request: Request, entity_id: str) -> Response:
 @route(router, "/entities/{entity_id}", ["PATCH"], 204)
 async def merge_entity(request: Request, entity_id: str) -> Response:
     """Merge-patch an entity: new attributes are added, existing ones merged, urn:ngsi-ld:null deletes."""
-    rt = await tenant_runtime(request)
-    body, ctx = await body_and_context(request, rt)
-    entity = await load(rt, entity_id)
-    if not isinstance(body, dict):
-        raise BadRequestData("the body must be a JSON object")
-    if "id" in body and body["id"] != entity.id:
-        raise BadRequestData("id in the body differs from the id in the path")
+    rt, body, ctx, entity = await entity_and_body(request, entity_id)
     await merge_into(rt, request, entity, body, ctx)
     return Response(status_code=204)
 
