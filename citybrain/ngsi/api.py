@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from citybrain.api.app import FastRoute
 from citybrain.errors import CityBrainError
 from citybrain.ngsi import batch, entities, queries, subscriptions, temporal
 from citybrain.ngsi.errors import (
@@ -19,7 +20,7 @@ from citybrain.ngsi.errors import (
     from_citybrain,
     problem_response,
 )
-from citybrain.ngsi.http import route
+from citybrain.ngsi.http import FAST, fast_pattern, route
 from citybrain.ngsi.ldcontext import CORE_URL, cached_urls, load_url
 from citybrain.runtime import CityBrain
 
@@ -103,9 +104,21 @@ def install_errors(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
 
 
+def fast_error(request: Request, exc: Exception) -> Response:
+    """Answer the fast lane's errors as the exception handlers of `install_errors` would."""
+    if isinstance(exc, NgsiError):
+        return problem_response(exc)
+    if isinstance(exc, CityBrainError):
+        return problem_response(from_citybrain(exc))
+    raise exc
+
+
 def mount(app: FastAPI, rt: CityBrain) -> None:
-    """Add the NGSI-LD routers and error handling to the app."""
+    """Add the NGSI-LD routers and error handling to the app, and the hot entity routes to its fast lane."""
     install_errors(app)
     for module in (entities, queries, batch, subscriptions, temporal):
         app.include_router(module.router)
     app.include_router(contexts)
+    fast = getattr(app.state, "fast_routes", None)
+    if fast is not None:
+        fast.extend(FastRoute(method, fast_pattern(path), fn, fast_error) for method, path, fn in FAST)

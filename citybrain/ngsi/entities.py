@@ -77,7 +77,7 @@ async def create_entity(request: Request) -> Response:
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{eid}"})
 
 
-@route(router, "/entities/{entity_id}", ["GET"])
+@route(router, "/entities/{entity_id}", ["GET"], fast=True)
 async def retrieve_entity(request: Request, entity_id: str) -> Response:
     """Return one entity in the request's context and representation."""
     from citybrain.ngsi.http import ngsi_response
@@ -127,7 +127,7 @@ async def append_attrs(request: Request, entity_id: str) -> Response:
     return partial(sorted(attrs), skipped, ctx)
 
 
-@route(router, "/entities/{entity_id}/attrs", ["PATCH"], 204)
+@route(router, "/entities/{entity_id}/attrs", ["PATCH"], 204, fast=True)
 async def update_attrs(request: Request, entity_id: str) -> Response:
     """Update existing attributes; attributes the entity lacks are reported in a 207."""
     rt = await tenant_runtime(request)
@@ -143,7 +143,7 @@ async def update_attrs(request: Request, entity_id: str) -> Response:
     return partial(sorted(attrs), missing, ctx)
 
 
-@route(router, "/entities/{entity_id}/attrs/{attr}", ["PATCH"], 204)
+@route(router, "/entities/{entity_id}/attrs/{attr}", ["PATCH"], 204, fast=True)
 async def partial_update(request: Request, entity_id: str, attr: str) -> Response:
     """Merge a fragment into one existing attribute."""
     rt = await tenant_runtime(request)

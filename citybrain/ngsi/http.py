@@ -24,16 +24,32 @@ _LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
 _TENANT = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
-def route(router: APIRouter, path: str, methods: list[str], status: int = 200) -> Callable[[Any], Any]:
-    """Register a handler under `path` and `path/` (clients send both)."""
+# (method, full path template, handler) of the hot routes the app's fast lane answers (see api.app.FastRoutes)
+FAST: list[tuple[str, str, Any]] = []
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+def route(
+    router: APIRouter, path: str, methods: list[str], status: int = 200, fast: bool = False
+) -> Callable[[Any], Any]:
+    """Register a handler under `path` and `path/` (clients send both); `fast`: also in the fast lane."""
 
     def deco(fn: Any) -> Any:
         router.add_api_route(path, fn, methods=methods, status_code=status, response_class=Response)
         router.add_api_route(path + "/", fn, methods=methods, status_code=status, response_class=Response,
                              include_in_schema=False)
+        if fast:
+            FAST.extend((m, router.prefix + path, fn) for m in methods)
         return fn
 
     return deco
+
+
+def fast_pattern(template: str) -> re.Pattern[str]:
+    """Compile a path template such as /entities/{entity_id} (with or without a trailing slash)."""
+    parts = _PARAM.split(template)
+    rx = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
+    return re.compile(rx + "/?")
 
 
 def link_context(request: Request) -> str | None:
