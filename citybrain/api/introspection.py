@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import platform
 from typing import Any
 
@@ -14,6 +15,7 @@ from citybrain.errors import CityBrainError
 from citybrain.runtime import CityBrain
 
 router = APIRouter(prefix="/-", tags=["introspection"])
+PING_TIMEOUT = 2.0  # seconds a dependency has to answer /-/health (a dead PostgreSQL would hold its pool timeout)
 
 
 def runtime(request: Request) -> CityBrain:
@@ -29,8 +31,10 @@ async def health(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {}
     for name, part in (("store", rt.store), ("bus", rt.bus)):
         try:
-            await part.ping()
+            await asyncio.wait_for(part.ping(), PING_TIMEOUT)
             checks[name] = {"status": "ok"}
+        except TimeoutError:
+            checks[name] = {"status": "down", "detail": f"no answer within {PING_TIMEOUT:g} s"}
         except CityBrainError as exc:
             checks[name] = {"status": "down", "detail": exc.detail}
         except Exception as exc:  # any failure of a dependency is "down", never a 500

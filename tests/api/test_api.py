@@ -93,3 +93,25 @@ async def test_invalid_json_and_oversize(client: httpx.AsyncClient) -> None:
                           headers={"content-type": "application/json"})
     assert r.status_code == 413
     assert (await client.get("/-/health")).status_code == 200
+
+
+async def test_health_answers_quickly_when_a_dependency_hangs(client: httpx.AsyncClient,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import time
+
+    from citybrain.api import introspection
+
+    rt = client._transport.app.state.rt  # type: ignore[attr-defined]
+
+    async def hang() -> None:
+        await asyncio.sleep(60)  # a PostgreSQL that stopped answering holds the pool for its timeout
+
+    monkeypatch.setattr(introspection, "PING_TIMEOUT", 0.3)
+    monkeypatch.setattr(rt.store, "ping", hang)
+    t0 = time.perf_counter()
+    r = await client.get("/-/health")
+    assert time.perf_counter() - t0 < 2
+    assert r.status_code == 503
+    assert r.json()["checks"]["store"] == {"status": "down", "detail": "no answer within 0.3 s"}
+    assert r.json()["checks"]["bus"]["status"] == "ok"
