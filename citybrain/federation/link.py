@@ -39,11 +39,21 @@ def check_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+# Retention of the federation stream. Every message also sits in its sender's outbox until JetStream has
+# stored it, and receivers acknowledge after applying, so the stream only has to hold a message until every
+# receiver has fetched it: 30 days covers the longest partition we plan for; 10 GiB bounds the disk.
+STREAM_MAX_AGE_S = 30 * 24 * 3600.0
+STREAM_MAX_BYTES = 10 * 1024**3
+
+
 class Link:
     """One NATS connection with link-state bookkeeping (ups, downs, since when) and a kill switch."""
 
-    def __init__(self, url: str, pfx: str, name: str) -> None:
+    def __init__(self, url: str, pfx: str, name: str, max_age_s: float = STREAM_MAX_AGE_S,
+                 max_bytes: int = STREAM_MAX_BYTES) -> None:
         self.url = url
+        self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
         self.prefix = pfx
         self.stream = stream_name(pfx)
         self.name = name
@@ -99,15 +109,24 @@ class Link:
         self.last_error = f"{type(exc).__name__}: {exc}"
 
     async def ensure_stream(self) -> None:
-        """Create the federation stream if it does not exist (file storage, 2-minute duplicate window)."""
+        """Create the federation stream (file storage, 2-minute duplicate window, bounded by age and size), or
+        bring an existing stream's limits to the configured ones."""
         assert self.js is not None
         config = StreamConfig(name=self.stream, subjects=[f"{self.prefix}.up.>", f"{self.prefix}.down.>"],
-                              storage=StorageType.FILE, retention=RetentionPolicy.LIMITS, duplicate_window=120)
+                              storage=StorageType.FILE, retention=RetentionPolicy.LIMITS, duplicate_window=120,
+                              max_age=self.max_age_s, max_bytes=self.max_bytes)
         try:
-            await self.js.stream_info(self.stream)
+            info = await self.js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
             with contextlib.suppress(nats.js.errors.BadRequestError):
                 await self.js.add_stream(config)
+            return
+        have = info.config
+        if (have.max_age or 0) != self.max_age_s or (have.max_bytes or -1) != self.max_bytes:
+            have.max_age = self.max_age_s
+            have.max_bytes = self.max_bytes
+            with contextlib.suppress(nats.js.errors.BadRequestError):
+                await self.js.update_stream(have)
 
     async def run(self) -> None:
         """Keep the link connected while enabled: connect, and retry with exponential backoff."""

@@ -45,6 +45,17 @@ def federation_url(rt: CityBrain) -> str:
     return os.environ.get("CITYBRAIN_FEDERATION_URL", "")
 
 
+def stream_limit(rt: CityBrain, name: str, default: float) -> float:
+    """Read a federation stream limit: settings.extra["federation"][name], then CITYBRAIN_FEDERATION_<NAME>."""
+    raw = rt.settings.extra.get("federation", {}).get(name) or os.environ.get(f"CITYBRAIN_FEDERATION_{name.upper()}")
+    if raw in (None, ""):
+        return default
+    value = float(raw)
+    if value <= 0:
+        raise ValueError(f"federation {name} must be positive, not {raw!r}")
+    return value
+
+
 class Federation:
     """send_up / send_down typed messages, register handlers, list nodes with link status and backlog."""
 
@@ -53,7 +64,9 @@ class Federation:
         self.role = rt.settings.role
         self.area = rt.settings.area
         self.prefix = prefix()
-        self.link = Link(federation_url(rt), self.prefix, f"citybrain-{rt.node_id}")
+        self.link = Link(federation_url(rt), self.prefix, f"citybrain-{rt.node_id}",
+                         max_age_s=stream_limit(rt, "stream_max_age_days", 30) * 86400,
+                         max_bytes=int(stream_limit(rt, "stream_max_gib", 10) * 1024**3))
         self.outbox = Outbox(rt, self._subject_of)
         self.handlers: dict[str, MessageHandler] = {}
         if self.role == "community":

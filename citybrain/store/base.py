@@ -328,6 +328,21 @@ class Store(ABC):
     ) -> list[Doc]:
         """Return documents of a collection whose top-level fields equal `where`, ordered by id."""
 
+    async def count_docs(self, collection: str, by: str) -> dict[str, int]:
+        """Return how many documents of a collection hold each value of the top-level field `by`.
+
+        Adapters answer with one GROUP BY; this fallback pages through list_docs."""
+        out: dict[str, int] = {}
+        offset = 0
+        while True:
+            page = await self.list_docs(collection, limit=1000, offset=offset)
+            for doc in page:
+                key = str(doc.data.get(by))
+                out[key] = out.get(key, 0) + 1
+            if len(page) < 1000:
+                return out
+            offset += 1000
+
     @abstractmethod
     async def deadletters(self, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
         """Return dead letters, oldest first."""

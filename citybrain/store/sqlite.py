@@ -528,6 +528,13 @@ class SqliteStore(Store):
 
         return await self._read(run)
 
+    async def count_docs(self, collection: str, by: str) -> dict[str, int]:
+        """Count a collection's documents per value of a top-level field (one GROUP BY)."""
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", by):
+            raise ValueError(f"bad field name {by!r}")
+        sql = f"SELECT json_extract(data, '$.{by}'), count(*) FROM docs WHERE collection=? GROUP BY 1"
+        return await self._read(lambda c: {str(k): n for k, n in c.execute(sql, (collection,))})
+
     async def deadletters(self, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
         """Return dead letters oldest first."""
         sql = "SELECT seq, time, source, reason, payload, replayed FROM deadletters"

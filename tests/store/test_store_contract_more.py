@@ -105,6 +105,11 @@ async def test_docs_versions_and_where(store: Store) -> None:
     assert await ids(limit=1, offset=1) == ["c2"]
     with pytest.raises(ValueError):
         await store.list_docs("cases", {"bad key": 1})
+    assert await store.count_docs("cases", "status") == {"closed": 1, "open": 2}
+    assert await store.count_docs("cases", "owner") == {"None": 2, "ann": 1}
+    assert await store.count_docs("nothing", "status") == {}
+    with pytest.raises(ValueError):
+        await store.count_docs("cases", "bad key")
     await store.apply([DeleteDoc("cases", "c1"), DeleteDoc("cases", "missing")])
     assert await store.get_doc("cases", "c1") is None
     await store.apply(
