@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -39,3 +40,31 @@ def require_executable(name: str, path: str | None = None) -> str:
         pytest.fail(f"{reason}; CI=true requires it (make test installs it)", pytrace=False)
     pytest.skip(f"{reason}; install it (apt-get install -y {name}) or set CI=true to make this a failure")
     raise AssertionError("unreachable")
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """Return `url` with its connections' search_path set to `schema`."""
+    from urllib.parse import quote
+
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
+
+
+def pg_schema_url() -> Iterator[str]:
+    """Yield a PostgreSQL URL whose connections use a fresh, empty schema, dropped afterwards (use it in a
+    fixture); fail (CI=true) or skip when PostgreSQL is not running."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    parts = urlsplit(PG_URL)
+    require_service("PostgreSQL", parts.hostname or "127.0.0.1", parts.port or 5432)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield with_search_path(PG_URL, schema)
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

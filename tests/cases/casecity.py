@@ -64,12 +64,15 @@ async def build_city(rt: CityBrain) -> None:
             await put(cell(i, j), "Grid", community(i, j), box(i, j))
 
 
+STORE_URL: str | None = None  # set by tests/cases/conftest.py to run the city on PostgreSQL
+
+
 def settings(tmp_path: Path, checker: bool = False) -> Settings:
     """Return settings with a routing file that adds one place-specific rule, and an Open311 key."""
     routing = tmp_path / "routing.yaml"
     shipped = (Path(__file__).parents[2] / "citybrain" / "cases" / "routing.yaml").read_text(encoding="utf-8")
     routing.write_text(shipped + EXTRA_RULES, encoding="utf-8")
-    return Settings(store=str(tmp_path / "cases.db"), bus="memory", extra={
+    return Settings(store=STORE_URL or str(tmp_path / "cases.db"), bus="memory", extra={
         "cases": {"routing": str(routing), "checker": checker},
         "open311": {"jurisdiction_id": "tc.example", "api_keys": [API_KEY]}})
 

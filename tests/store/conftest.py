@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
-import psycopg
 import pytest
-from services import PG_URL, require_service
+from services import pg_schema_url
 
 from citybrain.store import Store, open_store
-
-
-def with_search_path(url: str, schema: str) -> str:
-    """Return `url` with its connections' search_path set to `schema`."""
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(f'-csearch_path={schema}', safe='')}"
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A URL whose connections use a fresh, empty schema (dropped afterwards); skip/fail if no server."""
-    parts = urlsplit(PG_URL)
-    require_service("PostgreSQL", parts.hostname or "127.0.0.1", parts.port or 5432)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield with_search_path(PG_URL, schema)
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    yield from pg_schema_url()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
