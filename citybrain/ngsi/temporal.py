@@ -1,5 +1,13 @@
-"""NGSI-LD temporal retrieval (/temporal/entities) from the store's history: timerel, lastN, temporalValues,
-and aggregation (aggrMethods over aggrPeriodDuration buckets)."""
+"""NGSI-LD temporal API (/temporal/entities) over the store's history.
+
+Retrieval and query: timerel, lastN, temporalValues, aggregation (aggrMethods over aggrPeriodDuration
+buckets). Writes: POST /temporal/entities (create or update a temporal representation) and
+POST /temporal/entities/{id}/attrs (add attribute instances), both through the `entity.temporal_write`
+command. History is keyed by entity, attribute and observedAt, so every instance needs observedAt and
+sending the same instance again is idempotent; an instance keeps its value and unitCode in history (other
+sub-attributes live on the current value only). Deleting a temporal representation or single instances is
+not offered: deleting an entity keeps its history by design (405 OperationNotSupported).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +21,13 @@ from fastapi import APIRouter, Request, Response
 from citybrain.clock import iso, parse_time
 from citybrain.errors import CityBrainError
 from citybrain.model.entity import Entity, HistoryRow
-from citybrain.ngsi.entities import load, names
+from citybrain.model.urn import is_urn
+from citybrain.ngsi.convert import attr_in, check_name, entity_type_in
+from citybrain.ngsi.entities import body_and_context, execute, load, names
 from citybrain.ngsi.errors import BadRequestData
 from citybrain.ngsi.http import int_param, ngsi_response, options_of, request_context, route, tenant_runtime
-from citybrain.ngsi.ldcontext import ActiveContext, from_storage
-from citybrain.ngsi.queries import MAX_LIMIT, Selection
+from citybrain.ngsi.ldcontext import ActiveContext, from_storage, to_storage
+from citybrain.ngsi.queries import MAX_LIMIT, Selection, area
 from citybrain.runtime import CityBrain
 
 router = APIRouter(prefix="/ngsi-ld/v1/temporal", tags=["ngsi-ld"])
@@ -144,8 +154,73 @@ async def query(request: Request) -> Response:
         raise BadRequestData("a temporal query needs type, id, idPattern, q, attrs or a geo-query")
     limit = int_param(request, "limit", 20, 1, MAX_LIMIT)
     offset = int_param(request, "offset", 0, 0, 10**9)
-    found, total = await Selection(params, ctx).run(rt, limit, offset)
+    found, total = await Selection(params, ctx, area(request)).run(rt, limit, offset)
     out = [await temporal_entity(request, rt, e, ctx) for e in found]
     counted = params.get("count") == "true" or "count" in options_of(request)
     headers = {"NGSILD-Results-Count": str(total)} if counted else {}
     return ngsi_response(request, out, ctx, headers=headers)
+
+
+NOT_ATTRIBUTES = ("id", "@id", "type", "@type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt")
+
+
+def instances_in(body: dict[str, Any], ctx: ActiveContext) -> dict[str, list[dict[str, Any]]]:
+    """Return the attribute instances of a temporal representation: stored name -> instances.
+
+    Each attribute is one instance object or an array of them (normalized), every one with observedAt."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, raw in body.items():
+        if name in NOT_ATTRIBUTES:
+            continue
+        check_name(name)
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise BadRequestData(f"{name}: an empty array of attribute instances")
+        found = out.setdefault(to_storage(name, ctx), [])
+        for i, item in enumerate(items):
+            label = f"{name}[{i}]" if isinstance(raw, list) else name
+            if not isinstance(item, dict):
+                raise BadRequestData(f"{label}: an attribute instance is an object such as "
+                                     '{"type": "Property", "value": 1, "observedAt": "2024-01-01T00:00:00Z"}')
+            if "datasetId" in item:
+                raise BadRequestData(f"{label}: multi-attributes (datasetId) are not supported")
+            attr = attr_in(label, item, ctx)
+            if "observedAt" not in attr:
+                raise BadRequestData(f"{label}: every attribute instance needs observedAt (history is kept by it)")
+            found.append(attr)
+    return out
+
+
+@route(router, "/entities", ["POST"], 201)
+async def create_or_update(request: Request) -> Response:
+    """Create a temporal representation (201 + Location) or add its instances to an existing entity (204)."""
+    rt = await tenant_runtime(request, create=True)
+    body, ctx = await body_and_context(request, rt)
+    if not isinstance(body, dict):
+        raise BadRequestData("the body must be a temporal entity: {id, type, attribute: [instances …]}")
+    eid = body.get("id", body.get("@id"))
+    if not is_urn(eid):
+        raise BadRequestData(f"id: {eid!r} is not a URI such as urn:ngsi-ld:Type:id")
+    if "type" not in body and "@type" not in body:
+        raise BadRequestData("type: a temporal entity needs a type")
+    etype = entity_type_in(body.get("type", body.get("@type")), ctx)
+    attrs = instances_in(body, ctx)
+    done = await execute(rt, request, "entity.temporal_write", {"id": eid, "type": etype, "attrs": attrs})
+    if done["created"]:
+        return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/temporal/entities/{eid}"})
+    return Response(status_code=204)
+
+
+@route(router, "/entities/{entity_id}/attrs", ["POST"], 204)
+async def add_instances(request: Request, entity_id: str) -> Response:
+    """Add attribute instances to the temporal representation of an existing entity."""
+    rt = await tenant_runtime(request)
+    body, ctx = await body_and_context(request, rt)
+    await load(rt, entity_id)
+    if not isinstance(body, dict):
+        raise BadRequestData("the body must be an object of attributes, each one instance or an array of them")
+    attrs = instances_in(body, ctx)
+    if not attrs:
+        raise BadRequestData("the body holds no attribute instances")
+    await execute(rt, request, "entity.temporal_write", {"id": entity_id, "attrs": attrs, "create": False})
+    return Response(status_code=204)

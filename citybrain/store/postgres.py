@@ -11,10 +11,11 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import orjson
 import psycopg
-from psycopg import AsyncConnection, AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor, sql
 from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
@@ -70,6 +71,30 @@ _ATTR_UPSERT = (
 )
 _ECOLS = "id, type, place, location, created_at, modified_at, scope"
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A schema name citybrain creates: letters, digits, _ and -, at most 63 bytes (PostgreSQL's NAMEDATALEN - 1).
+SCHEMA_NAME = re.compile(r"[A-Za-z0-9_\-]{1,63}")
+
+
+def check_schema(schema: str) -> str:
+    """Return `schema` if citybrain may create and address it, else raise ValueError."""
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise ValueError(f"schema name {schema!r}: use 1-63 letters, digits, _ or -")
+    return schema
+
+
+def schema_url(url: str, schema: str) -> str:
+    """Return `url` with its connections' search_path set to `schema` alone.
+
+    The setting is appended to any `options` the URL already has (a later -c wins), so a URL that
+    already selects a schema still works; the name is quoted, so its case and any - are kept."""
+    check_schema(schema)
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    options = [v for k, v in pairs if k == "options"]
+    rest = [(k, v) for k, v in pairs if k != "options"]
+    options.append(f'-csearch_path="{schema}"')
+    query = urlencode([*rest, ("options", " ".join(options))], quote_via=quote)
+    return urlunsplit(parts._replace(query=query))
 
 
 def _json_rows(rows: Sequence[tuple[Any, ...]]) -> tuple[str]:
@@ -203,6 +228,23 @@ class PostgresStore(Store):
             if not conn.closed:
                 await conn.rollback()
             raise
+
+    async def schema_exists(self, schema: str) -> bool:
+        """Tell whether a schema of this name exists in the database."""
+        rows = await self._fetch("SELECT 1 FROM pg_namespace WHERE nspname = %s", (check_schema(schema),))
+        return bool(rows)
+
+    async def create_schema(self, schema: str) -> None:
+        """Create a schema in the database unless it exists (a concurrent creation is fine)."""
+        stmt = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(check_schema(schema)))
+
+        async def run(cur: Cur) -> None:
+            try:
+                await cur.execute(stmt)
+            except (pgerrors.UniqueViolation, pgerrors.DuplicateSchema):
+                pass  # another process created it between the check and the insert
+
+        await self._read(run)
 
     async def ping(self) -> None:
         """Run a trivial query."""
@@ -608,6 +650,13 @@ class PostgresStore(Store):
         )
         rows = await self._fetch(sql, [*params, limit, offset])
         return [Doc(collection=collection, id=r[0], data=r[1], version=r[2], updated_at=r[3]) for r in rows]
+
+    async def count_docs(self, collection: str, by: str) -> dict[str, int]:
+        """Count a collection's documents per value of a top-level field (one GROUP BY)."""
+        if not _FIELD.fullmatch(by):
+            raise ValueError(f"bad field name {by!r}")
+        rows = await self._fetch("SELECT data->>%s, count(*) FROM docs WHERE collection=%s GROUP BY 1", (by, collection))
+        return {str(k): int(n) for k, n in rows}
 
     async def deadletters(self, limit: int = 100, include_replayed: bool = False) -> list[DeadLetter]:
         """Return dead letters oldest first."""
