@@ -13,7 +13,7 @@ from citybrain.errors import AlreadyExists, NotFound, ValidationError
 from citybrain.model.entity import Entity
 from citybrain.model.places import PlaceIndex
 from citybrain.model.types import PLACE_LEVELS
-from citybrain.model.urn import check_id
+from citybrain.model.urn import check_id, is_urn
 from citybrain.store import DeleteEntity, EntityQuery, SetAttrs, UpsertEntity
 
 if TYPE_CHECKING:
@@ -77,7 +77,9 @@ def check_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     """Validate NGSI-LD attribute objects; raise ValidationError naming the attribute."""
     out: dict[str, Any] = {}
     for name, attr in attrs.items():
-        if not isinstance(name, str) or not _NAME.match(name) or name in ("id", "type", "@context"):
+        # "<name> <datasetId>" is the key of a non-default instance of a multi-attribute (NGSI-LD datasetId)
+        base, _, dataset = name.partition(" ") if isinstance(name, str) else ("", "", "")
+        if not base or not _NAME.match(base) or base in ("id", "type", "@context") or (dataset and not is_urn(dataset)):
             raise ValidationError(f"attrs: {name!r} is not a valid attribute name", field=str(name))
         if not isinstance(attr, dict):
             attr = {"type": "Property", "value": attr}

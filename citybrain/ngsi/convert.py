@@ -37,10 +37,60 @@ def check_geo(value: Any, name: str) -> None:
         raise BadRequestData(f"{name}: invalid GeoJSON geometry ({exc})") from None
 
 
+# Multi-attributes: every instance of an attribute is stored under its own key. The default instance (no
+# datasetId) keeps the attribute's name; an instance with a datasetId is stored as "<name> <datasetId>". A
+# space can be neither in an attribute name (check_name) nor in an IRI, so the key splits back unambiguously.
+SEP = " "
+
+
+def instance_key(name: str, dataset_id: str | None) -> str:
+    """Return the stored key of the instance of attribute `name` with `dataset_id` (None: default instance)."""
+    return name if dataset_id is None else f"{name}{SEP}{dataset_id}"
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """Return (attribute name, datasetId or None) of a stored key."""
+    name, _, dataset_id = key.partition(SEP)
+    return name, dataset_id or None
+
+
+def dataset_of(raw: Any, name: str) -> str | None:
+    """Return the datasetId of an attribute payload (None: the default instance); it must be a URI."""
+    if not isinstance(raw, dict) or "datasetId" not in raw:
+        return None
+    ds = raw["datasetId"]
+    if not is_urn(ds):
+        raise BadRequestData(f"{name}: datasetId {ds!r} is not a URI")
+    return str(ds)
+
+
+def is_multi(raw: Any) -> bool:
+    """Tell whether an attribute payload is an array of instances (each a typed attribute object or one with a
+    datasetId) rather than a keyValues array value."""
+    return isinstance(raw, list) and bool(raw) and all(
+        isinstance(x, dict) and ("datasetId" in x or x.get("type") in ATTR_TYPES) for x in raw) and any(
+        isinstance(x, dict) and "datasetId" in x for x in raw)
+
+
+def instances_in(name: str, raw: Any, ctx: ActiveContext, allow_null: bool = False) -> dict[str, dict[str, Any]]:
+    """Validate an attribute that may be an array of instances; return {stored instance key: stored attribute}."""
+    stored = to_storage(name, ctx)
+    if not is_multi(raw):
+        return {instance_key(stored, dataset_of(raw, name)): attr_in(name, raw, ctx, allow_null)}
+    out: dict[str, dict[str, Any]] = {}
+    for item in raw:
+        key = instance_key(stored, dataset_of(item, name))
+        if key in out:
+            ds = item.get("datasetId")
+            raise BadRequestData(f"{name}: two instances with " + (f"datasetId {ds}" if ds else "no datasetId"))
+        out[key] = attr_in(name, item, ctx, allow_null)
+    return out
+
+
 def attr_in(name: str, raw: Any, ctx: ActiveContext, allow_null: bool = False) -> dict[str, Any]:
     """Validate one attribute (normalized, concise or keyValues) and return it in stored form."""
-    if isinstance(raw, list) and raw and all(isinstance(x, dict) and "datasetId" in x for x in raw):
-        raise BadRequestData(f"{name}: multi-attributes (datasetId) are not supported")
+    if is_multi(raw):
+        raise BadRequestData(f"{name}: an array of instances is not allowed here; send one instance")
     if not isinstance(raw, dict):
         if raw is None and not allow_null:
             raise BadRequestData(f"{name}: null is not a valid attribute value")
@@ -106,7 +156,7 @@ def attrs_in(body: dict[str, Any], ctx: ActiveContext, allow_null: bool = False)
         if name in ("id", "type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt"):
             continue
         check_name(name)
-        out[to_storage(name, ctx)] = attr_in(name, raw, ctx, allow_null)
+        out.update(instances_in(name, raw, ctx, allow_null))
     return out
 
 
@@ -171,14 +221,15 @@ def entity_out(
     items = dict(entity.attrs)
     if entity.location is not None and "location" not in items:
         items["location"] = {"type": "GeoProperty", "value": entity.location}
-    for name, attr in items.items():
+    for name, group in grouped(items).items():
         if attrs is not None and name not in attrs:
             continue
         if pick is not None and name not in pick:
             continue
         if omit is not None and name in omit:
             continue
-        out[from_storage(name, ctx)] = _attr_out(attr, ctx, fmt, sys_attrs)
+        shown = [_attr_out(a, ctx, fmt, sys_attrs) for a in group]
+        out[from_storage(name, ctx)] = shown[0] if len(shown) == 1 else shown
     if pick is not None:
         for key in ("id", "type"):
             if key not in pick:
@@ -188,6 +239,21 @@ def entity_out(
             if key in omit:
                 out.pop(key, None)
     return out
+
+
+def grouped(attrs: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Group stored attributes by name: the default instance first, then instances by datasetId."""
+    out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, attr in attrs.items():
+        name, ds = split_key(key)
+        out.setdefault(name, []).append((ds or "", attr))
+    return {name: [a for _, a in sorted(group, key=lambda g: g[0])] if len(group) > 1 else [group[0][1]]
+            for name, group in out.items()}
+
+
+def instance_keys(attrs: dict[str, Any], name: str) -> list[str]:
+    """Return the stored keys of every instance of attribute `name` (stored name)."""
+    return [k for k in attrs if k == name or k.startswith(name + SEP)]
 
 
 def merge_attr(old: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

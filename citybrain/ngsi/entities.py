@@ -10,7 +10,19 @@ from fastapi import APIRouter, Request, Response
 from citybrain.errors import CityBrainError
 from citybrain.model.entity import Entity
 from citybrain.model.urn import is_urn
-from citybrain.ngsi.convert import NULL, attr_in, attrs_in, entity_in, entity_out, entity_type_in, merge_attr
+from citybrain.ngsi.convert import (
+    NULL,
+    attr_in,
+    attrs_in,
+    dataset_of,
+    entity_in,
+    entity_out,
+    entity_type_in,
+    instance_key,
+    instance_keys,
+    merge_attr,
+    split_key,
+)
 from citybrain.ngsi.errors import BadRequestData, ResourceNotFound, from_citybrain
 from citybrain.ngsi.http import (
     options_of,
@@ -53,6 +65,11 @@ async def load(rt: CityBrain, entity_id: str) -> Entity:
     if found is None:
         raise ResourceNotFound(f"entity {entity_id} not found")
     return found
+
+
+def instance_label(body: Any) -> str:
+    """Return ' (datasetId …)' for an error about a non-default attribute instance."""
+    return f" (datasetId {body['datasetId']})" if isinstance(body, dict) and "datasetId" in body else ""
 
 
 def names(request: Request, param: str, ctx: ActiveContext) -> set[str] | None:
@@ -120,7 +137,7 @@ async def append_attrs(request: Request, entity_id: str) -> Response:
     skipped: list[dict[str, str]] = []
     if "noOverwrite" in options_of(request):
         for name in [n for n in attrs if n in entity.attrs]:
-            skipped.append({"attributeName": name, "reason": "attribute exists and options=noOverwrite"})
+            skipped.append({"attributeName": split_key(name)[0], "reason": "attribute exists and options=noOverwrite"})
             del attrs[name]
     if attrs:
         await execute(rt, request, "entity.update", {"id": entity.id, "attrs": attrs})
@@ -136,7 +153,8 @@ async def update_attrs(request: Request, entity_id: str) -> Response:
     if not isinstance(body, dict):
         raise BadRequestData("the body must be a JSON object of attributes")
     attrs = attrs_in(body, ctx)
-    missing = [{"attributeName": n, "reason": "attribute not found"} for n in attrs if n not in entity.attrs]
+    missing = [{"attributeName": split_key(n)[0], "reason": "attribute not found"} for n in attrs
+               if n not in entity.attrs]
     attrs = {n: a for n, a in attrs.items() if n in entity.attrs}
     if attrs:
         await execute(rt, request, "entity.update", {"id": entity.id, "attrs": attrs})
@@ -149,11 +167,11 @@ async def partial_update(request: Request, entity_id: str, attr: str) -> Respons
     rt = await tenant_runtime(request)
     body, ctx = await body_and_context(request, rt)
     entity = await load(rt, entity_id)
-    name = to_storage(attr, ctx)
-    if name not in entity.attrs:
-        raise ResourceNotFound(f"attribute {attr} not found on {entity_id}")
     if not isinstance(body, dict):
         body = {"value": body}
+    name = instance_key(to_storage(attr, ctx), dataset_of(body, attr))
+    if name not in entity.attrs:
+        raise ResourceNotFound(f"attribute {attr}{instance_label(body)} not found on {entity_id}")
     fragment = {k: v for k, v in body.items() if k != "@context"}
     merged = attr_in(attr, merge_attr(entity.attrs[name], fragment), ctx)
     await execute(rt, request, "entity.update", {"id": entity.id, "attrs": {name: merged}})
@@ -166,9 +184,9 @@ async def replace_attr(request: Request, entity_id: str, attr: str) -> Response:
     rt = await tenant_runtime(request)
     body, ctx = await body_and_context(request, rt)
     entity = await load(rt, entity_id)
-    name = to_storage(attr, ctx)
+    name = instance_key(to_storage(attr, ctx), dataset_of(body, attr))
     if name not in entity.attrs:
-        raise ResourceNotFound(f"attribute {attr} not found on {entity_id}")
+        raise ResourceNotFound(f"attribute {attr}{instance_label(body)} not found on {entity_id}")
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k != "@context"}
     await execute(rt, request, "entity.update", {"id": entity.id, "attrs": {name: attr_in(attr, body, ctx)}})
@@ -181,10 +199,19 @@ async def delete_attr(request: Request, entity_id: str, attr: str) -> Response:
     rt = await tenant_runtime(request)
     ctx = request_context(request)
     entity = await load(rt, entity_id)
-    name = to_storage(attr, ctx)
-    if name not in entity.attrs and not (name == "location" and entity.location is not None):
-        raise ResourceNotFound(f"attribute {attr} not found on {entity_id}")
-    await execute(rt, request, "entity.delete_attrs", {"id": entity.id, "names": [name]})
+    stored = to_storage(attr, ctx)
+    dataset = request.query_params.get("datasetId")
+    if dataset is not None and not is_urn(dataset):
+        raise BadRequestData(f"datasetId: {dataset!r} is not a URI")
+    if request.query_params.get("deleteAll") == "true":
+        names = instance_keys(entity.attrs, stored)
+    else:
+        names = [instance_key(stored, dataset)]
+    names = [n for n in names if n in entity.attrs or (n == "location" and entity.location is not None)]
+    if not names:
+        label = f" (datasetId {dataset})" if dataset else ""
+        raise ResourceNotFound(f"attribute {attr}{label} not found on {entity_id}")
+    await execute(rt, request, "entity.delete_attrs", {"id": entity.id, "names": names})
     return Response(status_code=204)
 
 

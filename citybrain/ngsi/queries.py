@@ -1,7 +1,10 @@
 """NGSI-LD query routes: GET /entities, POST /entityOperations/query, /types and /attributes.
 
-The store answers the coarse part (type, id, idPattern, paging); q, geo and attrs filters run in Python
+The store answers the coarse part (type, id, idPattern, area, paging); q, geo and attrs filters run in Python
 over the candidates (`select`), which is the seam for pushing them into the store later.
+
+A place-scoped identity (see citybrain.trust) gets results from its own area only, like every other listing:
+entities whose place is its place or a place below it (`area`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from citybrain.model.entity import Entity
-from citybrain.ngsi.convert import entity_out
+from citybrain.ngsi.convert import entity_out, split_key
 from citybrain.ngsi.entities import body_and_context, names
 from citybrain.ngsi.errors import BadRequestData, ResourceNotFound
 from citybrain.ngsi.geo import geo_filter
@@ -31,16 +34,31 @@ from citybrain.ngsi.ldcontext import ActiveContext, default_context, from_storag
 from citybrain.ngsi.query import parse_q
 from citybrain.runtime import CityBrain
 from citybrain.store import EntityQuery
+from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 MAX_LIMIT = 10000
 SCAN_PAGE = 5000
 
 
-class Selection:
-    """A parsed entity query: which entities, filtered how."""
+def area(request: Request) -> list[str] | None:
+    """Return the places query results are confined to: the requester's area and every place below it
+    (None: not confined). The area is the main node's, also for another tenant, whose entities then show
+    only if they lie in it."""
+    place = confine(request, None)
+    if place is None:
+        return None
+    main: CityBrain = request.app.state.rt
+    index = main.services.get("places")
+    below = index.descendants(place) if index is not None and place in index else []
+    return sorted({place, *below})
 
-    def __init__(self, params: dict[str, Any], ctx: ActiveContext) -> None:
+
+class Selection:
+    """A parsed entity query: which entities (in which places, if confined), filtered how."""
+
+    def __init__(self, params: dict[str, Any], ctx: ActiveContext, places: list[str] | None = None) -> None:
+        self.places = places
         types = split_list(params.get("type"), "type")
         if types:
             types = [t for part in types for t in part.replace(";", "|").split("|")]
@@ -68,7 +86,8 @@ class Selection:
 
     def store_query(self, limit: int, offset: int) -> EntityQuery:
         """Return the coarse store query."""
-        return EntityQuery(types=self.types, ids=self.ids, id_pattern=self.id_pattern, limit=limit, offset=offset)
+        return EntityQuery(types=self.types, ids=self.ids, id_pattern=self.id_pattern, places=self.places,
+                           limit=limit, offset=offset)
 
     def matches(self, e: Entity) -> bool:
         """Apply the Python-side filters."""
@@ -107,7 +126,7 @@ async def answer(request: Request, rt: CityBrain, params: dict[str, Any], ctx: A
         count = "true"
     if limit == 0 and count != "true":
         raise BadRequestData("limit=0 is only allowed with count=true")
-    sel = Selection(params, ctx)
+    sel = Selection(params, ctx, area(request))
     found, total = await sel.run(rt, limit, offset)
     fmt = representation(opts)
     pick, omit = names(request, "pick", ctx), names(request, "omit", ctx)
@@ -162,17 +181,18 @@ async def post_query(request: Request) -> Response:
     return await answer(request, rt, params, ctx)
 
 
-async def _all(rt: CityBrain, types: list[str] | None = None) -> list[Entity]:
+async def _all(rt: CityBrain, types: list[str] | None = None, places: list[str] | None = None) -> list[Entity]:
     found: list[Entity] = []
     while True:
-        batch = await rt.store.query_entities(EntityQuery(types=types, limit=SCAN_PAGE, offset=len(found)))
+        batch = await rt.store.query_entities(EntityQuery(types=types, places=places, limit=SCAN_PAGE,
+                                                          offset=len(found)))
         found += batch
         if len(batch) < SCAN_PAGE:
             return found
 
 
 def _attr_names(e: Entity) -> set[str]:
-    return set(e.attrs) | ({"location"} if e.location is not None else set())
+    return {split_key(k)[0] for k in e.attrs} | ({"location"} if e.location is not None else set())
 
 
 @route(router, "/types", ["GET"])
@@ -180,10 +200,14 @@ async def types(request: Request) -> Response:
     """List entity types (details=true: with their attribute names)."""
     rt = await tenant_runtime(request)
     ctx = request_context(request)
-    counts = await rt.store.entity_types()
+    places = area(request)
+    if places is None:
+        counts = await rt.store.entity_types()
+    else:
+        counts = dict(Counter(e.type for e in await _all(rt, places=places)))
     if request.query_params.get("details") == "true":
         attrs: dict[str, set[str]] = defaultdict(set)
-        for e in await _all(rt):
+        for e in await _all(rt, places=places):
             attrs[e.type] |= _attr_names(e)
         out: Any = [{"id": default_context().expand(t), "type": "EntityType", "typeName": from_storage(t, ctx),
                      "attributeNames": sorted(from_storage(a, ctx) for a in attrs[t])} for t in sorted(counts)]
@@ -199,13 +223,13 @@ async def type_info(request: Request, type_name: str) -> Response:
     rt = await tenant_runtime(request)
     ctx = request_context(request)
     stored = to_storage(type_name, ctx)
-    found = await _all(rt, [stored])
+    found = await _all(rt, [stored], area(request))
     if not found:
         raise ResourceNotFound(f"entity type {type_name} not found")
     kinds: dict[str, Counter[str]] = defaultdict(Counter)
     for e in found:
-        for name, attr in e.attrs.items():
-            kinds[name][attr.get("type", "Property")] += 1
+        for key, attr in e.attrs.items():
+            kinds[split_key(key)[0]][attr.get("type", "Property")] += 1
     details = [{"id": default_context().expand(a), "type": "Attribute", "attributeName": from_storage(a, ctx),
                 "attributeTypes": sorted(k)} for a, k in sorted(kinds.items())]
     out = {"id": default_context().expand(stored), "type": "EntityTypeInformation",
@@ -218,7 +242,7 @@ async def attributes(request: Request) -> Response:
     """List attribute names in use (details=true: with counts and types)."""
     rt = await tenant_runtime(request)
     ctx = request_context(request)
-    info = await _attribute_info(rt)
+    info = await _attribute_info(rt, area(request))
     if request.query_params.get("details") == "true":
         out: Any = [_attr_doc(a, c, t, ctx) for a, (c, t) in sorted(info.items())]
     else:
@@ -232,7 +256,7 @@ async def attribute(request: Request, attr: str) -> Response:
     """Describe one attribute: how many entities have it, its types and the entity types."""
     rt = await tenant_runtime(request)
     ctx = request_context(request)
-    info = await _attribute_info(rt)
+    info = await _attribute_info(rt, area(request))
     name = to_storage(attr, ctx)
     if name not in info:
         raise ResourceNotFound(f"attribute {attr} not found")
@@ -240,14 +264,15 @@ async def attribute(request: Request, attr: str) -> Response:
     return ngsi_response(request, _attr_doc(name, count, kinds, ctx), ctx)
 
 
-async def _attribute_info(rt: CityBrain) -> dict[str, tuple[int, dict[str, set[str]]]]:
+async def _attribute_info(rt: CityBrain, places: list[str] | None) -> dict[str, tuple[int, dict[str, set[str]]]]:
     counts: Counter[str] = Counter()
     kinds: dict[str, dict[str, set[str]]] = defaultdict(lambda: {"attr": set(), "types": set()})
-    for e in await _all(rt):
-        for name, a in e.attrs.items():
+    for e in await _all(rt, places=places):
+        for name in {split_key(k)[0] for k in e.attrs}:  # an entity counts once per multi-attribute
             counts[name] += 1
-            kinds[name]["attr"].add(a.get("type", "Property"))
             kinds[name]["types"].add(e.type)
+        for key, a in e.attrs.items():
+            kinds[split_key(key)[0]]["attr"].add(a.get("type", "Property"))
     return {n: (counts[n], kinds[n]) for n in counts}
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from citybrain.model.entity import Entity
 from citybrain.ngsi.errors import BadRequestData
 from citybrain.ngsi.ldcontext import ActiveContext, to_storage
@@ -176,6 +178,22 @@ def _compare(op: str, have: Any, want: Any) -> bool:
 
 
 def _term(steps: list[tuple[str, str]], op: str | None, raw: str | None) -> Predicate:
+    """A term holds when it holds for the attribute's default instance or any instance with a datasetId."""
+    inner = _term_default(steps, op, raw)
+    prefix = steps[0][1] + " "  # convert.SEP: "<name> <datasetId>" keys hold the other instances
+
+    def check(e: Entity) -> bool:
+        if inner(e):
+            return True
+        for key, attr in e.attrs.items():
+            if key.startswith(prefix) and inner(msgspec.structs.replace(e, attrs={**e.attrs, steps[0][1]: attr})):
+                return True
+        return False
+
+    return check
+
+
+def _term_default(steps: list[tuple[str, str]], op: str | None, raw: str | None) -> Predicate:
     if op is None:
         return lambda e: resolve(e, steps) is not _MISSING
     assert raw is not None
