@@ -5,7 +5,9 @@ buckets). Writes: POST /temporal/entities (create or update a temporal represent
 POST /temporal/entities/{id}/attrs (add attribute instances), both through the `entity.temporal_write`
 command. History is keyed by entity, attribute and observedAt, so every instance needs observedAt and
 sending the same instance again is idempotent; an instance keeps its value and unitCode in history (other
-sub-attributes live on the current value only). Deleting a temporal representation or single instances is
+sub-attributes live on the current value only). Instances with a datasetId are the history of that instance
+of a multi-attribute: they come back with their datasetId (an array of instances for temporalValues and
+aggregations when an attribute has several). Deleting a temporal representation or single instances is
 not offered: deleting an entity keeps its history by design (405 OperationNotSupported).
 """
 
@@ -22,7 +24,7 @@ from citybrain.clock import iso, parse_time
 from citybrain.errors import CityBrainError
 from citybrain.model.entity import Entity, HistoryRow
 from citybrain.model.urn import is_urn
-from citybrain.ngsi.convert import attr_in, check_name, entity_type_in
+from citybrain.ngsi.convert import attr_in, check_name, dataset_of, entity_type_in, instance_key, split_key
 from citybrain.ngsi.entities import body_and_context, execute, load, names
 from citybrain.ngsi.errors import BadRequestData
 from citybrain.ngsi.http import int_param, ngsi_response, options_of, request_context, route, tenant_runtime
@@ -118,20 +120,28 @@ async def temporal_entity(request: Request, rt: CityBrain, entity: Entity, ctx: 
     if (period or "aggregatedValues" in opts) and not methods:
         raise BadRequestData("aggrPeriodDuration and options=aggregatedValues need aggrMethods")
     out: dict[str, Any] = {"id": entity.id, "type": from_storage(entity.type, ctx)}
-    for name, current in entity.attrs.items():
+    for stored, current in sorted(entity.attrs.items(), key=lambda kv: split_key(kv[0])[1] or ""):
+        name, dataset = split_key(stored)  # a multi-attribute's instances are stored apart (convert.instance_key)
         if attrs is not None and name not in attrs:
             continue
-        rows = await rt.store.history(entity.id, name, since, until, last_n)
+        rows = await rt.store.history(entity.id, stored, since, until, last_n)
         kind = current.get("type", "Property")
         key = from_storage(name, ctx)
-        if methods:
-            out[key] = {"type": kind, **aggregate(rows, methods, period)}
-        elif "temporalValues" in opts:
-            out[key] = {"type": kind, "values": [[r.value, r.observed_at] for r in rows]}
+        ds: dict[str, Any] = {"datasetId": dataset} if dataset else {}
+        if methods or "temporalValues" in opts:
+            item = {"type": kind, **ds, **(aggregate(rows, methods, period) if methods else
+                                          {"values": [[r.value, r.observed_at] for r in rows]})}
+            # one instance: an object; several (datasetIds): an array of them
+            if key not in out:
+                out[key] = item
+            elif isinstance(out[key], list):
+                out[key].append(item)
+            else:
+                out[key] = [out[key], item]
         else:
             vk = "object" if kind == "Relationship" else "value"
-            out[key] = [{"type": kind, vk: r.value, "observedAt": r.observed_at,
-                         **({"unitCode": r.unit} if r.unit else {})} for r in rows]
+            out.setdefault(key, []).extend({"type": kind, vk: r.value, "observedAt": r.observed_at, **ds,
+                                            **({"unitCode": r.unit} if r.unit else {})} for r in rows)
     return out
 
 
@@ -176,18 +186,17 @@ def instances_in(body: dict[str, Any], ctx: ActiveContext) -> dict[str, list[dic
         items = raw if isinstance(raw, list) else [raw]
         if not items:
             raise BadRequestData(f"{name}: an empty array of attribute instances")
-        found = out.setdefault(to_storage(name, ctx), [])
+        stored = to_storage(name, ctx)
         for i, item in enumerate(items):
             label = f"{name}[{i}]" if isinstance(raw, list) else name
             if not isinstance(item, dict):
                 raise BadRequestData(f"{label}: an attribute instance is an object such as "
                                      '{"type": "Property", "value": 1, "observedAt": "2024-01-01T00:00:00Z"}')
-            if "datasetId" in item:
-                raise BadRequestData(f"{label}: multi-attributes (datasetId) are not supported")
             attr = attr_in(label, item, ctx)
             if "observedAt" not in attr:
                 raise BadRequestData(f"{label}: every attribute instance needs observedAt (history is kept by it)")
-            found.append(attr)
+            # instances with a datasetId belong to that instance of a multi-attribute (convert.instance_key)
+            out.setdefault(instance_key(stored, dataset_of(item, label)), []).append(attr)
     return out
 
 

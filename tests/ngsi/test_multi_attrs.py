@@ -1,10 +1,11 @@
-"""Conformance: multi-attributes (ETSI GS CIM 009 §4.5.5, datasetId) — 9 cases.
+"""Conformance: multi-attributes (ETSI GS CIM 009 §4.5.5, datasetId) — 10 cases.
 
 An attribute may hold several instances, told apart by datasetId (at most one without: the default
 instance). Create with an array of instances and get the array back; keyValues gives the values; a
 single instance with a datasetId round-trips as an object; PATCH /attrs/{attr} and PUT target the instance
 the body's datasetId names; DELETE takes ?datasetId= or ?deleteAll=true; q matches any instance; append
-(POST /attrs) adds an instance; invalid and duplicate datasetIds are BadRequestData.
+(POST /attrs) adds an instance; invalid and duplicate datasetIds are BadRequestData; history is kept per
+instance and the temporal API returns each instance's values with its datasetId.
 """
 
 from __future__ import annotations
@@ -144,3 +145,26 @@ async def test_batch_upsert_and_types_list_names_once(client: httpx.AsyncClient)
     attrs = (await client.get(f"{BASE}/attributes")).json()
     names = attrs["attributeList"] if isinstance(attrs, dict) else attrs
     assert "speed" in names and not any(" " in n for n in names)
+
+
+async def test_history_per_instance(client: httpx.AsyncClient) -> None:
+    await multi(client)
+    for gps in (53, 54):
+        r = await client.patch(f"{E}/attrs/speed", json={"value": gps, "datasetId": GPS,
+                                                         "observedAt": f"2024-01-01T00:0{gps - 50}:00Z"}, headers=J)
+        assert r.status_code == 204
+    t = f"{BASE}/temporal/entities/{V}"
+    r = await client.get(t, params={"attrs": "speed"})
+    assert r.status_code == 200, r.text
+    by_ds: dict[Any, list[Any]] = {}
+    for inst in r.json()["speed"]:
+        by_ds.setdefault(inst.get("datasetId"), []).append(inst["value"])
+    assert sorted(by_ds[GPS]) == [52, 53, 54] and by_ds[RADAR] == [49] and by_ds[None] == [50]
+    values = (await client.get(t, params={"attrs": "speed", "options": "temporalValues"})).json()["speed"]
+    assert [v.get("datasetId") for v in values] == [None, GPS, RADAR]
+    assert sorted(x[0] for x in values[1]["values"]) == [52, 53, 54]
+    r = await client.post(f"{t}/attrs", json={"speed": [{"type": "Property", "value": 48, "datasetId": RADAR,
+                                                         "observedAt": "2024-01-02T00:00:00Z"}]}, headers=J)
+    assert r.status_code == 204, r.text
+    values = (await client.get(t, params={"attrs": "speed", "options": "temporalValues"})).json()["speed"]
+    assert sorted(x[0] for x in values[2]["values"]) == [48, 49]

@@ -123,7 +123,7 @@ async def test_add_attribute_instances(history: httpx.AsyncClient) -> None:
     ("POST", T, {"id": V1, "type": "Bus", "speed": instances((1, "00:00"))}, 400),  # V1 is a Vehicle
     ("POST", f"{T}/urn:ngsi-ld:Vehicle:none/attrs", {"speed": instances((1, "00:00"))}, 404),
     ("POST", f"{T}/{V1}/attrs", {"type": "Vehicle"}, 400),  # no instances
-    ("POST", f"{T}/{V1}/attrs", {"speed": instances((1, "00:00"))[0] | {"datasetId": "urn:d:1"}}, 400),
+    ("POST", f"{T}/{V1}/attrs", {"speed": instances((1, "00:00"))[0] | {"datasetId": "not a uri"}}, 400),
     ("DELETE", f"{T}/{V1}", None, 405),
 ])
 async def test_temporal_write_errors(history: httpx.AsyncClient, method: str, path: str, body: object,
