@@ -21,10 +21,10 @@ from citybrain.plans.spec import (
 )
 from citybrain.rules.spec import LEVELS as COLOURS
 from citybrain.rules.spec import parse_duration
+from citybrain.yamlscalar import construct
 
 LIBRARY = Path(__file__).with_name("library")
 LEVELS = ("IV", "III", "II", "I")
-_SCALARS = yaml.SafeLoader("")
 _TOP = {"plan", "name", "area", "triggers", "manual", "confirm", "tasks", "overrides", "reporting", "resources",
         "end", "recovery", "scenario", "description", "version"}
 
@@ -72,7 +72,7 @@ def _plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_plain(v, f"{path}[{i}]", lines) for i, v in enumerate(node.value)]
-    return _SCALARS.construct_object(node, deep=True)
+    return construct(node)
 
 
 class _Reader:
@@ -218,14 +218,15 @@ def parse_plan(text: str, source: str = "plan.yaml", departments: Container[str]
     """Parse plan-file text; raise PlanFileError listing every problem with its line and field."""
     from citybrain.plans.build import build_plan
 
+    lines: dict[str, int] = {}
     try:
         root = yaml.compose(text)
+        # constructing scalars can fail too (an unknown or mistyped tag such as !!value or !!int "x")
+        data = _plain(root, "", lines) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise PlanFileError(source, [{"line": mark.line + 1 if mark else 1, "field": "(file)",
                                       "error": f"not valid YAML: {exc}"}]) from None
-    lines: dict[str, int] = {}
-    data = _plain(root, "", lines) if root is not None else None
     reader = _Reader(lines, known_departments() if departments is None else departments, _quantities())
     if not isinstance(data, dict):
         raise PlanFileError(source, [{"line": 1, "field": "(file)", "error": "expected a mapping with plan:"}])

@@ -26,9 +26,9 @@ from citybrain.rules.spec import (
     Threshold,
     parse_duration,
 )
+from citybrain.yamlscalar import construct
 
 DEFAULT_FILE = Path(__file__).with_name("default.yaml")
-_SCALARS = yaml.SafeLoader("")
 _RULE_KEYS = {"id", "name", "category", "subCategory", "quantity", "scope", "levels", "schedule", "overrides",
               "description", "enabled"}
 
@@ -55,7 +55,7 @@ def _plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_plain(v, f"{path}[{i}]", lines) for i, v in enumerate(node.value)]
-    return _SCALARS.construct_object(node, deep=True)
+    return construct(node)
 
 
 class _Reader:
@@ -255,14 +255,14 @@ class _Reader:
 def parse_rules(text: str, source: str = "rules.yaml", quantities: Container[str] = (),
                 places: Container[str] | None = None) -> list[Rule]:
     """Parse rule-file text; raise RuleFileError listing every problem with its line and field."""
+    lines: dict[str, int] = {}
     try:
         root = yaml.compose(text)
+        data = _plain(root, "", lines) if root is not None else {}  # scalars can fail too (!!int abc)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         raise RuleFileError(source, [{"line": line, "field": "(file)", "error": f"not valid YAML: {exc}"}]) from None
-    lines: dict[str, int] = {}
-    data = _plain(root, "", lines) if root is not None else {}
     if not isinstance(data, dict):
         raise RuleFileError(source, [{"line": 1, "field": "(file)", "error": "expected a mapping with 'rules:'"}])
     declared = data.get("quantities") or {}

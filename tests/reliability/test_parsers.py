@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
 
@@ -20,6 +20,7 @@ from citybrain.ngsi.query import parse_q
 from citybrain.open311.api import form
 from citybrain.open311.spec import Open311Error
 from citybrain.plans.loader import PlanFileError, parse_plan
+from citybrain.rules.loader import RuleFileError, parse_rules
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Q_ALPHABET = st.sampled_from(list('abcxyz.[]"\'()=!<>~;|,:0123456789- _TZ') + ["==", "!=", ">=", "..", "urn:"])
@@ -44,12 +45,31 @@ def test_ngsi_q_parser_returns_a_predicate_or_an_ngsi_error(q: str) -> None:
     assert callable(predicate)
 
 
+# tags whose construction fails after the YAML parsed (hypothesis found the first one)
+BAD_TAGS = ["a: !!value x", "plan: !!int abc", "plan:\n  when: !!timestamp 2020-13-45", "x: !!float 1e99999x"]
+
+
 @FAST
 @given(st.one_of(plan_data.map(lambda d: yaml.safe_dump(d, allow_unicode=True)), st.text(max_size=200)))
+@example(BAD_TAGS[0])
+@example(BAD_TAGS[1])
+@example(BAD_TAGS[2])
 def test_plan_parser_returns_a_plan_or_a_plan_file_error(text: str) -> None:
     try:
         parse_plan(text, "fuzz.yaml", departments={"transport", "emergency"})
     except PlanFileError as exc:
+        assert exc.problems and all({"line", "field", "error"} <= set(p) for p in exc.problems)
+
+
+@FAST
+@given(st.one_of(plan_data.map(lambda d: yaml.safe_dump({"rules": [d]}, allow_unicode=True)), st.text(max_size=200)))
+@example(BAD_TAGS[0])
+@example(BAD_TAGS[1])
+@example(BAD_TAGS[3])
+def test_rule_parser_returns_rules_or_a_rule_file_error(text: str) -> None:
+    try:
+        parse_rules(text, "fuzz.yaml")
+    except RuleFileError as exc:
         assert exc.problems and all({"line", "field", "error"} <= set(p) for p in exc.problems)
 
 
