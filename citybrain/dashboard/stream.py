@@ -15,7 +15,8 @@ from citybrain.bus import Message
 from citybrain.events import decode_event
 from citybrain.runtime import CityBrain
 
-RELAYED = ("alert.", "risk.", "command.case.", "case.", "mode.", "command.mode.", "directive.", "plan.")
+RELAYED = ("alert.", "risk.", "command.case.", "case.", "mode.", "command.mode.", "directive.", "command.directive.",
+           "report.", "command.report.", "plan.")
 
 
 class Relay:
@@ -65,8 +66,13 @@ def mount_stream(app: FastAPI, rt: CityBrain) -> Relay:
     @app.get("/api/v1/stream", tags=["dashboard"])
     async def stream(request: Request, scope: str | None = None) -> StreamingResponse:
         """Live events (alerts, risk, cases, modes, directives) as server-sent events."""
-        from citybrain.trust.middleware import confine
+        from citybrain.errors import Forbidden
+        from citybrain.trust.middleware import confine, scope_of
 
+        own = scope_of(request)  # `scope` is not one of the place parameters the trust middleware checks
+        places = rt.services["places"]
+        if own and scope and not (scope in places and places.within(scope, own)):
+            raise Forbidden(f"{scope} lies outside your area {own}", field="scope")
         scope = confine(request, scope)
         await relay.ensure_subscribed()
         queue: asyncio.Queue[bytes] = asyncio.Queue()

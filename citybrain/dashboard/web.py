@@ -27,7 +27,9 @@ class IngestRate:
 
     def __init__(self, rt: CityBrain) -> None:
         self.rt = rt
-        self.samples: deque[tuple[float, int]] = deque(maxlen=120)
+        # the ingest counters count from the node's start, which is (near enough) when this is created:
+        # that is the first sample, so the first reading is the rate since the start rather than 0
+        self.samples: deque[tuple[float, int]] = deque([(time.monotonic(), 0)], maxlen=120)
 
     def per_minute(self) -> float:
         """Return the ingest rate over the last minute (observations/min)."""
@@ -37,8 +39,8 @@ class IngestRate:
         while len(self.samples) > 2 and now - self.samples[0][0] > 60:
             self.samples.popleft()
         t0, c0 = self.samples[0]
-        if now - t0 < 1:
-            return 0.0
+        if now - t0 < 60:
+            return float(total - c0)  # under a minute of samples: what arrived, not an extrapolated rate
         return (total - c0) * 60.0 / (now - t0)
 
 
@@ -58,6 +60,186 @@ async def open_alerts(rt: CityBrain, within: str | None) -> dict[str, Any]:
         level = str(d.get("warningLevel", "blue"))
         by_level[level] = by_level.get(level, 0) + 1
     return {"open": len(open_docs), "by_level": by_level}
+
+
+# lifecycle columns of the case board (GB/T 30428 order), then the states a case leaves the flow by
+BOARD_STATES = ("intake", "filed", "dispatched", "handling", "feedback", "verified", "closed", "evaluated",
+                "suspended", "cancelled", "merged")
+FINAL_STATES = frozenset({"closed", "evaluated", "cancelled", "merged"})
+CASE_CARD = ("id", "kind", "state", "category", "title", "place", "community", "channel", "departments", "overdue",
+             "deadline", "created_at", "updated_at", "severity")
+
+
+async def case_board(rt: CityBrain, within: str | None, per_state: int) -> dict[str, Any]:
+    """Return the case board: every lifecycle state with its count, overdue count and newest cases.
+
+    Overdue cases come first in each column, so none is hidden below the cut."""
+    from citybrain.cases import views
+
+    found = await views.find(rt, place=within)
+    columns: dict[str, list[dict[str, Any]]] = {s: [] for s in BOARD_STATES}
+    for c in found:
+        columns.setdefault(str(c.get("state")), []).append(c)
+    states = []
+    for state, cases in columns.items():
+        newest = sorted(cases, key=lambda c: c.get("created_at") or "", reverse=True)
+        overdue = [c for c in newest if c.get("overdue")]
+        shown = overdue + [c for c in newest if not c.get("overdue")]
+        states.append({"state": state, "count": len(cases), "overdue": len(overdue),
+                       "cases": [{k: c.get(k) for k in CASE_CARD} for c in shown[:per_state]]})
+    return {"total": len(found), "open": sum(1 for c in found if c.get("state") not in FINAL_STATES),
+            "overdue": sum(1 for c in found if c.get("overdue")), "states": states}
+
+
+def point_of(places: Any, place: str | None) -> tuple[float, float] | None:
+    """Return a representative point (lon, lat) of a place, or None."""
+    if not place or place not in places:
+        return None
+    geom = places.get(place).location
+    if not geom:
+        return None
+    try:
+        from shapely.geometry import shape
+
+        pt = shape(geom).representative_point()
+    except Exception:
+        return None
+    return (round(pt.x, 6), round(pt.y, 6))
+
+
+async def case_points(rt: CityBrain, within: str | None) -> dict[str, Any]:
+    """Return open cases as GeoJSON points (their reported location, else a point of their place)."""
+    from citybrain.cases import views
+
+    places = rt.services["places"]
+    features = []
+    for c in await views.find(rt, place=within):
+        if c.get("state") in FINAL_STATES:
+            continue
+        loc = c.get("location") or {}
+        lonlat = (loc["lon"], loc["lat"]) if loc.get("lon") is not None and loc.get("lat") is not None \
+            else point_of(places, c.get("place"))
+        if lonlat is None:
+            continue
+        features.append({"type": "Feature", "id": c["id"], "geometry": {"type": "Point", "coordinates": list(lonlat)},
+                         "properties": {k: c.get(k) for k in CASE_CARD}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+async def resource_points(rt: CityBrain, within: str | None) -> dict[str, Any]:
+    """Return dispatch resources as GeoJSON points with the grid cell they stand in (only inside `within`)."""
+    dispatch = rt.services.get("dispatch")
+    if dispatch is None:
+        return {"type": "FeatureCollection", "features": []}
+    places = rt.services["places"]
+    features = []
+    for r in await dispatch.resources():
+        cell = places.locate(r.lon, r.lat)
+        if within and (cell is None or not places.within(cell, within)):
+            continue
+        features.append({"type": "Feature", "id": r.id, "geometry": {"type": "Point", "coordinates": [r.lon, r.lat]},
+                         "properties": r.public() | {"place": cell}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def checkpoint_view(rt: CityBrain) -> dict[str, Any]:
+    """Return the latest checkpoint opened and checked: signature by the node's log key, root against the log."""
+    service = rt.services.get("ledger")
+    if service is None:
+        return {"available": False}
+    note = service.log.latest
+    out: dict[str, Any] = {"available": True, "log_size": service.log.size, "time": service.checkpoint_time or None,
+                           "note": note or None, "verified": False, "size": None, "root": None, "origin": None}
+    if not note:
+        out["error"] = "no checkpoint has been signed yet"
+        return out
+    from citybrain.ledger.checkpoint import open_checkpoint
+
+    try:
+        cp = open_checkpoint(note, service.signer.verifier()).checkpoint
+    except Exception as exc:  # a note that does not open is reported, not hidden
+        out["error"] = str(exc)
+        return out
+    import base64
+
+    root = base64.b64encode(cp.root).decode()
+    matches = cp.size <= service.log.size and service.log.root(cp.size) == cp.root
+    out.update(origin=cp.origin, size=cp.size, root=root, signature_ok=True, root_matches_log=matches,
+               verified=matches, key=service.signer.name)
+    if not matches:
+        out["error"] = f"root of the log at size {cp.size} differs from the checkpoint"
+    return out
+
+
+async def trend(rt: CityBrain, place: str, attr: str, last: int, max_sensors: int = 60) -> dict[str, Any]:
+    """Return an hourly series of `attr` across the sensors in a place: mean, max and sensor count per hour."""
+    places = rt.services["places"]
+    if place not in places:
+        raise NotFound(f"unknown place {place}", field="place")
+    inside = [place, *places.descendants(place)]
+    sensors = await rt.store.query_entities(EntityQuery(types=list(OBSERVATION_TYPES), places=inside,
+                                                        limit=max_sensors, with_attrs=False))
+    buckets: dict[str, list[float]] = {}
+    unit = None
+    used = 0
+    for e in sensors:
+        rows = await rt.store.history(e.id, attr, last_n=last)
+        if rows:
+            used += 1
+        for r in rows:
+            if not isinstance(r.value, (int, float)) or isinstance(r.value, bool):
+                continue
+            unit = unit or r.unit
+            buckets.setdefault(r.observed_at[:13] + ":00:00Z", []).append(float(r.value))
+    series = [{"time": t, "mean": round(sum(v) / len(v), 3), "max": max(v), "min": min(v), "n": len(v)}
+              for t, v in sorted(buckets.items())][-last:]
+    return {"place": place, "attr": attr, "unit": unit, "sensors": used, "series": series}
+
+
+async def federation_view(rt: CityBrain, within: str | None) -> dict[str, Any]:
+    """Return an area's reports (newest first) and the directives sent to it with their receipts."""
+    from citybrain.federation.directives import DIRECTIVES, RECEIPTS
+    from citybrain.federation.reports import REPORTS
+
+    fed = rt.services.get("federation")
+    if fed is None:
+        return {"available": False, "reports": [], "directives": []}
+    places = rt.services["places"]
+
+    def inside(area: Any) -> bool:
+        if not within:
+            return True
+        return isinstance(area, str) and area in places and (places.within(area, within) or places.within(within, area))
+
+    reports = [d.data for d in await rt.store.list_docs(REPORTS, limit=100_000)]
+    reports = [r for r in reports if inside(r.get("area"))]
+    reports.sort(key=lambda r: str(r.get("at") or r.get("received_at") or ""), reverse=True)
+    community = rt.settings.role == "community"
+    area_nodes = {n: d.get("area") for n, d in getattr(fed, "known", {}).items()}
+    done: dict[str, dict[str, dict[str, Any]]] = {}
+    if not community:
+        for r in await rt.store.list_docs(RECEIPTS, limit=100_000):
+            done.setdefault(r.data["directive"], {}).setdefault(r.data["node"], {})[r.data["state"]] = r.data.get("at")
+    directives = []
+    for d in await rt.store.list_docs(DIRECTIVES, limit=100_000):
+        data = d.data
+        if community:
+            nodes = {rt.node_id: {"read": data.get("read_at"), "done": data.get("done_at")}}
+        else:
+            nodes = {n: {"read": done.get(d.id, {}).get(n, {}).get("read"),
+                         "done": done.get(d.id, {}).get(n, {}).get("done")} for n in data.get("nodes", [])}
+            if within:
+                nodes = {n: v for n, v in nodes.items() if inside(area_nodes.get(n))}
+                if not nodes and not inside(data.get("target")):
+                    continue
+        waiting = [n for n, v in nodes.items() if not v["done"]]
+        directives.append({k: data.get(k) for k in ("id", "kind", "text", "target", "due", "issued_at", "actor",
+                                                     "received_at")}
+                          | {"nodes": nodes, "read": sum(1 for v in nodes.values() if v["read"]),
+                             "done": sum(1 for v in nodes.values() if v["done"]), "waiting": waiting})
+    directives.sort(key=lambda x: str(x.get("issued_at") or x.get("received_at") or ""), reverse=True)
+    return {"available": True, "role": rt.settings.role, "reports": reports[:50], "reports_total": len(reports),
+            "directives": directives[:50], "directives_waiting": sum(1 for x in directives if x["waiting"])}
 
 
 def _page(name: str, **data: str) -> HTMLResponse:
@@ -151,6 +333,52 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
         if "alerts" in rt.services and "alerts" not in body:
             body["alerts"] = await open_alerts(rt, within)
         return Response(orjson.dumps(body), media_type="application/json")
+
+    @app.get("/api/v1/dashboard/cases", tags=["dashboard"])
+    async def board(request: Request, within: str | None = None,
+                    per_state: int = Query(15, ge=0, le=500)) -> Response:
+        """Return the case board: each lifecycle state with its count, overdue count and cases (overdue first)."""
+        within = _known_place(confine(request, within))
+        if "cases" not in rt.services:
+            return Response(orjson.dumps({"total": 0, "open": 0, "overdue": 0, "states": []}),
+                            media_type="application/json")
+        return Response(orjson.dumps(await case_board(rt, within, per_state)), media_type="application/json")
+
+    @app.get("/api/v1/map/cases", tags=["dashboard"])
+    async def map_cases(request: Request, within: str | None = None) -> Response:
+        """Return open cases as GeoJSON points (reported location, else a point inside their place)."""
+        within = _known_place(confine(request, within))
+        body = await case_points(rt, within) if "cases" in rt.services else {"type": "FeatureCollection", "features": []}
+        return Response(orjson.dumps(body), media_type="application/geo+json")
+
+    @app.get("/api/v1/map/resources", tags=["dashboard"])
+    async def map_resources(request: Request, within: str | None = None) -> Response:
+        """Return dispatch resources (teams, vehicles, shelters, supplies) as GeoJSON points inside an area."""
+        within = _known_place(confine(request, within))
+        return Response(orjson.dumps(await resource_points(rt, within)), media_type="application/geo+json")
+
+    @app.get("/api/v1/dashboard/checkpoint", tags=["dashboard"])
+    async def checkpoint(request: Request) -> Response:
+        """Return the latest ledger checkpoint checked: tree size, root, time, signature and root verified."""
+        return Response(orjson.dumps(checkpoint_view(rt)), media_type="application/json")
+
+    @app.get("/api/v1/dashboard/trend", tags=["dashboard"])
+    async def place_trend(request: Request, place: str, attr: str,
+                          last: int = Query(240, ge=1, le=5000)) -> Response:
+        """Return an hourly series (mean, max, min, count) of one quantity across the sensors in a place."""
+        place = _known_place(confine(request, place)) or place
+        return Response(orjson.dumps(await trend(rt, place, attr, last)), media_type="application/json")
+
+    @app.get("/api/v1/dashboard/federation", tags=["dashboard"])
+    async def federation(request: Request, within: str | None = None) -> Response:
+        """Return an area's reports and the directives sent to it, with read / done receipts."""
+        within = _known_place(confine(request, within))
+        return Response(orjson.dumps(await federation_view(rt, within)), media_type="application/json")
+
+    def _known_place(place: str | None) -> str | None:
+        if place is not None and place not in rt.services["places"]:
+            raise NotFound(f"unknown place {place}", field="within")
+        return place
 
     @app.get("/-/dashboard-check", include_in_schema=False)
     async def check(request: Request) -> dict[str, Any]:
