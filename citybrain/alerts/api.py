@@ -53,12 +53,25 @@ async def list_alerts(
 
 @router.get("/stream")
 async def stream(request: Request, max: int = Query(0, ge=0, description="close after this many events (0: never)"),
-                 heartbeat: float = Query(15.0, gt=0)) -> StreamingResponse:
-    """Server-sent events: every alert.raised, alert.escalated and alert.resolved as it happens."""
+                 heartbeat: float = Query(15.0, gt=0),
+                 place: str | None = Query(None, description="only alerts in this place or below it")) -> StreamingResponse:
+    """Server-sent events: every alert.raised, alert.escalated and alert.resolved as it happens (in an area; a
+    place-scoped caller: its own)."""
     rt = rt_of(request)
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+    area = confine(request, place)
+    places = rt.services["places"]
+    if area is not None and area not in places:
+        raise NotFound(f"unknown place {area}", field="place")
+
+    def inside(raw: bytes) -> bool:
+        data = decode_event(raw).data
+        return any(isinstance(p, str) and p in places and places.within(p, area or "")
+                   for p in (data.get("place"), data.get("community")))
 
     async def handler(msg: Message) -> None:
+        if area is not None and not inside(msg.data):
+            return
         with contextlib.suppress(asyncio.QueueFull):
             queue.put_nowait(msg.data)
 

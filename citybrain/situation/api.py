@@ -8,6 +8,7 @@ from citybrain.api.routes import json, rt_of
 from citybrain.errors import NotFound
 from citybrain.rules.spec import RANK
 from citybrain.runtime import CityBrain
+from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/api/v1", tags=["situation"])
 
@@ -18,11 +19,17 @@ def _known(request: Request, place: str) -> None:
 
 
 @router.get("/situation")
-async def situation_overview(request: Request, level: str = Query("district", description="grid … city")) -> Response:
-    """Return the brief situation of every place of one level."""
+async def situation_overview(request: Request, level: str = Query("district", description="grid … city"),
+                             place: str | None = Query(None, description="only places in this area")) -> Response:
+    """Return the brief situation of every place of one level (in an area; a place-scoped caller: its own)."""
     rt = rt_of(request)
     sit = rt.services["situation"]
-    ids = sorted(pid for pid, s in sit.states.items() if s.level == level)
+    area = confine(request, place)
+    if area is not None:
+        _known(request, area)
+    places = rt.services["places"]
+    ids = sorted(pid for pid, s in sit.states.items() if s.level == level
+                 and (area is None or (pid in places and (places.within(pid, area) or places.within(area, pid)))))
     return json({"level": level, "observations": sit.observations, "places": [sit.summary(p, brief=True) for p in ids]})
 
 
@@ -38,11 +45,19 @@ async def risk_list(
     request: Request,
     level: str | None = Query(None, description="grid or community (default both)"),
     min: str = Query("blue", description="lowest risk level listed: blue, yellow, orange, red"),
+    place: str | None = Query(None, description="only places in this area"),
 ) -> Response:
-    """List the places at risk, worst first, each with its explanation."""
+    """List the places at risk, worst first, each with its explanation (a place-scoped caller: its area)."""
     if min not in RANK:
         raise NotFound(f"unknown level {min}", field="min")
-    return json(rt_of(request).services["risk"].listing(level, min))
+    rt = rt_of(request)
+    rows = rt.services["risk"].listing(level, min)
+    area = confine(request, place)
+    if area is not None:
+        _known(request, area)
+        places = rt.services["places"]
+        rows = [r for r in rows if r["place"] in places and places.within(r["place"], area)]
+    return json(rows)
 
 
 @router.get("/risk/{place}")
