@@ -85,10 +85,14 @@ class MemoryBus(Bus):
     whose members all left. deliver_all only matters when such a position is first created.
     """
 
-    def __init__(self, keep: int = 100_000) -> None:
+    def __init__(self, keep: int = 100_000, keep_bytes: int = 16 * 1024 * 1024) -> None:
         self._subs: list[_Sub] = []
         self._log: list[Message] = []
         self._keep = keep
+        # the log is also bounded by size: observation batches are kilobytes each, so 100,000 of them
+        # would hold ~200 MB for replays nobody asked for (seen as steady growth in the soak test)
+        self._keep_bytes = keep_bytes
+        self._log_bytes = 0
         self._seq = itertools.count(1)
         self._last_seq = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -125,12 +129,20 @@ class MemoryBus(Bus):
             subject=subject, data=data, headers=dict(headers or {}), msg_id=msg_id, seq=self._last_seq
         )
         self._log.append(msg)
-        if len(self._log) > self._keep + max(1, self._keep // 10):
+        self._log_bytes += len(data)
+        if len(self._log) > self._keep + max(1, self._keep // 10) or \
+                self._log_bytes > self._keep_bytes + self._keep_bytes // 10:
             self._trim()
         self._dispatch(msg)
 
     def _trim(self) -> None:
-        del self._log[: len(self._log) - self._keep]
+        drop = max(0, len(self._log) - self._keep)
+        size = self._log_bytes - sum(len(m.data) for m in self._log[:drop])
+        while drop < len(self._log) - 1 and size > self._keep_bytes:
+            size -= len(self._log[drop].data)
+            drop += 1
+        del self._log[:drop]
+        self._log_bytes = size
         floor = self._log[0].seq - 1 if self._log else self._last_seq
         for pos in self._positions.values():
             if pos.after < floor:

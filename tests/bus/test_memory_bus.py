@@ -89,3 +89,25 @@ async def test_positions_survive_log_trimming() -> None:
     await bus.drain()
     assert got == list(range(35))
     await bus.close()
+
+
+async def test_the_log_is_bounded_by_size_too() -> None:
+    bus = MemoryBus(keep=100_000, keep_bytes=10_000)
+    got: list[int] = []
+
+    async def handler(msg: Message) -> None:
+        got.append(int(msg.data[:6]))
+
+    sub = await bus.subscribe("cb.t", handler, durable="d")
+    for i in range(1000):
+        await bus.publish("cb.t", f"{i:06d}".encode() + b" " * 994)  # 1 kB each
+    await bus.drain()
+    assert got == list(range(1000))  # live delivery is not limited by the log
+    assert bus._log_bytes <= 11_000 and len(bus._log) <= 11 and bus._log_bytes == sum(len(m.data) for m in bus._log)
+    await sub.unsubscribe()
+    for i in range(1000, 1005):
+        await bus.publish("cb.t", f"{i:06d}".encode() + b" " * 994)
+    await bus.subscribe("cb.t", handler, durable="d")  # what was published while away is still replayed
+    await bus.drain()
+    assert got == list(range(1005))
+    await bus.close()
