@@ -7,14 +7,19 @@ The same publisher (paho-mqtt, QoS 1, up to 1,000 in flight) sends `--n` IoT Age
 
 - **citybrain**: `citybrain serve --mqtt …` as a subprocess on a temporary SQLite store (WAL, synchronous=NORMAL)
   with the devices provisioned and an NGSI-LD subscription on the entity type notifying a local HTTP sink, so
-  every observation updates entity state, lands in history and runs the subscription matcher. Done when every
-  device's entity shows its last `seq`; the history row count of the first device is checked afterwards.
+  every observation updates entity state, lands in history (committed before the QoS 1 acknowledgement) and
+  runs the subscription matcher; notifications are POSTed to the sink. All components run, so every observation
+  also feeds the situation, the rules, the anomaly detectors and the plan triggers. Done when every device's
+  entity shows its last `seq` (polled every 0.1 s through the NGSI-LD API); the history row count of the first
+  device is checked afterwards. The sink and the poller run in this process, beside the publisher.
 - **raw paho-mqtt**: a subscriber process (QoS 1) that only counts messages: the broker's delivery ceiling.
 - **Node-RED 4**: `mqtt in → json → function → mqtt out` (QoS 1), run headless; a counting subscriber on the
   output topic. Node-RED is installed with npm into build/node-red by this script if missing.
 
-Rate = n / (time from the first publish to the last message handled). Median of `--runs`. The markdown table
-is printed; JSON goes to bench/results/mqtt-<date>.json.
+Rate = n / (time from the first publish to the last message handled). The cases run in rounds (citybrain,
+raw paho-mqtt, Node-RED, then the next round), so a change in the machine's load hits every case of a round
+alike; the per-round ratios are printed too. Median of `--runs`. The markdown table is printed; JSON goes to
+bench/results/mqtt-<date>.json.
 """
 
 from __future__ import annotations
@@ -348,6 +353,10 @@ def print_table(figures: list[dict[str, Any]], runs: dict[str, list[float]]) -> 
     for case, values in runs.items():
         lost = f"; messages lost per run: {LOSSES[case]}" if case in LOSSES else ""
         print(f"- {case} runs: {', '.join(f'{v:,.0f}' for v in values)}{lost}")
+    for case in ("raw paho-mqtt", "Node-RED"):
+        if runs[case]:
+            pairs = zip(runs["citybrain"], runs[case], strict=False)
+            print(f"- citybrain/{case} per round: {', '.join(f'{a / b:.2f}' for a, b in pairs)}")
 
 
 def main() -> None:
@@ -367,26 +376,27 @@ def main() -> None:
 
     runs: dict[str, list[float]] = {"citybrain": [], "raw paho-mqtt": [], "Node-RED": []}
     cb = CityBrainCase(host, port, args.devices, args.runs)
-    cb.start()
+    nr = None if args.skip_node_red else NodeRedCase(host, port)
+    nr_version = "?"
     try:
+        cb.start()
+        if nr is not None:
+            nr.start()
+            nr_version = nr.version()
+        # one round = one run of every case back to back, so a change in the machine's load (2 cores,
+        # shared) hits every case of that round alike; the idle cases wait meanwhile
         for r in range(args.runs):
             runs["citybrain"].append(cb.run(r, args.n))
+            topics = [f"bench/raw/r{r}d{i}/attrs" for i in range(args.devices)]
+            runs["raw paho-mqtt"].append(run_counted(host, port, "bench/raw/+/attrs", topics, args.n,
+                                                     "raw paho-mqtt"))
+            if nr is not None:
+                runs["Node-RED"].append(nr.run(r, args.n, args.devices))
         print(f"notifications received: {_Sink.notifications} carrying {_Sink.entities} entity changes",
               file=sys.stderr)
     finally:
         cb.stop()
-    for r in range(args.runs):
-        topics = [f"bench/raw/r{r}d{i}/attrs" for i in range(args.devices)]
-        runs["raw paho-mqtt"].append(run_counted(host, port, "bench/raw/+/attrs", topics, args.n, "raw paho-mqtt"))
-    nr_version = "?"
-    if not args.skip_node_red:
-        nr = NodeRedCase(host, port)
-        nr.start()
-        nr_version = nr.version()
-        try:
-            for r in range(args.runs):
-                runs["Node-RED"].append(nr.run(r, args.n, args.devices))
-        finally:
+        if nr is not None:
             nr.stop()
 
     ours = statistics.median(runs["citybrain"])

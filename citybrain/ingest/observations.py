@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -28,6 +29,19 @@ if TYPE_CHECKING:
 OBS_SUBJECT = "cb.obs"
 _ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER = (int, float)
+_good_attrs: set[str] = set()  # attribute names that passed _ATTR (bounded)
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
+def _observed_at(value: Any) -> str:
+    """normalise_time, with a fast path for a timestamp already in canonical form (the usual case)."""
+    if type(value) is str and len(value) == 24 and _CANONICAL.fullmatch(value):
+        try:
+            datetime.fromisoformat(value)  # a real date and time (not 2026-02-30 or 25:00)
+            return value
+        except ValueError:
+            pass
+    return normalise_time(value, "observedAt")
 
 
 class Rejection(msgspec.Struct, kw_only=True):
@@ -117,7 +131,7 @@ class Ingest:
                 observed = item.get("observedAt")
                 if observed is None:
                     raise ValidationError("observedAt: missing timestamp", field="observedAt")
-                observed_at = normalise_time(observed, "observedAt")
+                observed_at = _observed_at(observed)
                 unit = item.get("unitCode")
                 if unit is not None and not isinstance(unit, str):
                     raise ValidationError("unitCode: expected a string", field="unitCode")
@@ -127,10 +141,15 @@ class Ingest:
                         raise ValidationError("values: expected an object of attribute values", field="values")
                     new = []
                     for attr, value in values.items():
-                        if not _ATTR.match(attr):
-                            raise ValidationError(f"values.{attr}: not a valid attribute name", field=f"values.{attr}")
-                        new.append(ObservationRow(entity_id, attr, observed_at,
-                                                  _check_value(value, f"values.{attr}"), unit))
+                        if attr not in _good_attrs:
+                            if not _ATTR.match(attr):
+                                raise ValidationError(f"values.{attr}: not a valid attribute name",
+                                                      field=f"values.{attr}")
+                            if len(_good_attrs) < 10_000:
+                                _good_attrs.add(attr)
+                        if type(value) is not float or not math.isfinite(value):  # floats: the usual case
+                            value = _check_value(value, f"values.{attr}")
+                        new.append(ObservationRow(entity_id, attr, observed_at, value, unit))
                     rows.extend(new)
                     by_type[etype] += len(new)
                 else:

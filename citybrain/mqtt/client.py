@@ -10,17 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import ssl
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-import aiomqtt
 import orjson
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from citybrain.errors import ValidationError
 from citybrain.mqtt.devices import DeviceRegistry
+from citybrain.mqtt.wire import Connection, ConnectOptions, MqttError, Publish
+from citybrain.store import AddDeadLetter
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -31,33 +31,30 @@ RECEIVE_MAXIMUM = 65535  # QoS 1 messages the broker may have in flight to us (a
 SESSION_EXPIRY = 7 * 24 * 3600  # seconds a named session (…?client_id=) outlives a disconnection
 
 
-def client_options(url: str) -> dict[str, Any]:
-    """Return aiomqtt.Client options from mqtt[s]://user:pass@host:port?client_id=…"""
+def client_options(url: str) -> ConnectOptions:
+    """Return the connection options of mqtt[s]://user:pass@host:port?client_id=…&ca=…"""
     u = urlparse(url)
     if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise ValueError(f"mqtt: {url!r} is not an mqtt:// or mqtts:// URL")
     tls = u.scheme in ("mqtts", "ssl")
-    opts: dict[str, Any] = {"hostname": u.hostname or "127.0.0.1", "port": u.port or (8883 if tls else 1883)}
-    if u.username:
-        opts["username"] = unquote(u.username)
-        opts["password"] = unquote(u.password or "")
     query = parse_qs(u.query)
     # MQTT 5 lets the client set Receive Maximum: Mosquitto then keeps that many QoS 1 messages in flight to
     # citybrain (MQTT 3.1.1: its max_inflight_messages, 20 by default). Since we acknowledge only after the
     # store commit, a window of 20 caps a batch at 20 messages, and messages beyond Mosquitto's
     # max_queued_messages (1000) are dropped by the broker while citybrain commits.
-    props = Properties(PacketTypes.CONNECT)
-    props.ReceiveMaximum = RECEIVE_MAXIMUM
-    opts["protocol"] = aiomqtt.ProtocolVersion.V5
+    opts = ConnectOptions(host=u.hostname or "127.0.0.1", port=u.port or (8883 if tls else 1883),
+                          client_id=f"citybrain-{secrets.token_hex(6)}", receive_maximum=RECEIVE_MAXIMUM,
+                          subscriptions=[(t, 1) for t in TOPICS])
+    if u.username:
+        opts.username = unquote(u.username)
+        opts.password = unquote(u.password or "")
     if "client_id" in query:
-        opts["identifier"] = query["client_id"][0]
+        opts.client_id = query["client_id"][0]
         # a named session keeps QoS 1 messages while citybrain is down (MQTT 5: clean start off + expiry)
-        opts["clean_start"] = False
-        props.SessionExpiryInterval = SESSION_EXPIRY
-    opts["properties"] = props
+        opts.clean_start = False
+        opts.session_expiry = SESSION_EXPIRY
     if tls:
-        ctx = ssl.create_default_context(cafile=query["ca"][0] if "ca" in query else None)
-        opts["tls_context"] = ctx
+        opts.tls = ssl.create_default_context(cafile=query["ca"][0] if "ca" in query else None)
     return opts
 
 
@@ -70,9 +67,16 @@ def parse_topic(topic: str) -> tuple[str, str, str | None]:
 
 
 class DeviceIngest:
-    """Subscribes to the broker and feeds measurements into the ingest service."""
+    """Subscribes to the broker and feeds measurements into the ingest service, one batch at a time.
+
+    The loop: take every message that has arrived (up to `batch`), turn them into observation items,
+    submit them with one ingest call (committed), then acknowledge the whole batch with one write. Stopping
+    finishes the batch in flight, acknowledges it and disconnects; what was received after it is not
+    acknowledged, so the broker delivers it again (to a named session) when citybrain is back.
+    """
 
     batch = 1000
+    stop_timeout = 20.0  # seconds stop() waits for the batch in flight
 
     def __init__(self, rt: CityBrain, url: str, registry: DeviceRegistry) -> None:
         self.rt = rt
@@ -83,86 +87,123 @@ class DeviceIngest:
         self.received = 0
         self.stored = 0
         self.rejected = 0
+        self.stopping = False
+        self._stop = asyncio.Event()
+        self.conn: Connection | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._topics: dict[bytes, tuple[str, str, str | None, str]] = {}  # topic → apikey, device, attr, key
 
     async def start(self) -> None:
-        """Start the client task (it reconnects with backoff until the runtime stops)."""
-        self.rt.spawn(self._run(), name="mqtt-ingest")
+        """Start the client task (it reconnects with backoff until stopped); stop gracefully with the runtime."""
+        self.task = self.rt.spawn(self._run(), name="mqtt-ingest")
+        self.rt.on_stop(self.stop)
+
+    async def stop(self) -> None:
+        """Finish and acknowledge the batch in flight, then disconnect (the runtime calls this at stop)."""
+        self.stopping = True
+        self._stop.set()
+        if self.conn is not None:
+            self.conn.pause()
+            self.conn.interrupt()
+        if self.task is not None and not self.task.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.task), self.stop_timeout)
+        self.connected.clear()
 
     async def _run(self) -> None:
         delay = 0.5
-        while True:
+        while not self.stopping:
+            conn: Connection | None = None
             try:
-                client = aiomqtt.Client(**self.options)
-                client._client.manual_ack_set(True)  # acknowledge QoS 1 only after the store commit
-                async with client:
-                    for topic in TOPICS:
-                        await client.subscribe(topic, qos=1)
-                    self.connected.set()
-                    delay = 0.5
-                    await self._consume(client)
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                log.warning("mqtt: %s; reconnecting in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-
-    async def _consume(self, client: aiomqtt.Client) -> None:
-        queue: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
-
-        async def read() -> None:
-            async for message in client.messages:
-                queue.put_nowait(message)
-
-        reader = asyncio.create_task(read())
-        try:
-            while not reader.done():
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
+                conn = await Connection.open(self.options)
+                self.conn = conn
+                if self.stopping:
                     break
-                msgs = [getter.result()]
-                while len(msgs) < self.batch and not queue.empty():
-                    msgs.append(queue.get_nowait())
-                await self.handle(msgs)
-                for m in msgs:
-                    if m.qos > 0:
-                        client._client.ack(m.mid, m.qos)
-            reader.result()  # re-raise the connection error
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+                self.connected.set()
+                delay = 0.5
+                await self._consume(conn)
+            except (MqttError, OSError) as exc:
+                self.connected.clear()
+                if self.stopping:
+                    break
+                log.warning("mqtt: %s; reconnecting in %.1fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+            finally:
+                if conn is not None:
+                    if self.stopping:
+                        await conn.disconnect()
+                    else:
+                        conn.abort()
+                self.conn = None
+        self.connected.clear()
 
-    async def handle(self, msgs: list[aiomqtt.Message]) -> None:
-        """Turn messages into observation items, dead-letter the bad ones, submit the rest."""
+    async def _consume(self, conn: Connection) -> None:
+        while not self.stopping:
+            msgs = await conn.next_batch(self.batch)
+            if not msgs:
+                continue
+            self.received += len(msgs)
+            delay = 0.1
+            while True:
+                try:
+                    await self.handle(msgs)
+                    break
+                except (asyncio.CancelledError, MqttError):
+                    raise
+                except Exception as exc:  # the store is unavailable: keep the batch unacknowledged, retry
+                    if self.stopping or not conn.is_open:
+                        return
+                    log.warning("mqtt: storing %d messages failed (%s); retrying in %.1fs", len(msgs), exc, delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    delay = min(delay * 2, 10.0)
+            conn.ack(msgs)  # after the commit: a crash before this line loses nothing acknowledged
+
+    def _topic(self, raw: bytes) -> tuple[str, str, str | None, str]:
+        parsed = self._topics.get(raw)
+        if parsed is None:
+            apikey, device_id, attr = parse_topic(raw.decode("utf-8", "replace"))
+            parsed = (apikey, device_id, attr, f"{apikey}/{device_id}")
+            if len(self._topics) >= 100_000:
+                self._topics.clear()
+            self._topics[raw] = parsed
+        return parsed
+
+    async def handle(self, msgs: list[Publish]) -> None:
+        """Turn messages into observation items, dead-letter the bad ones, submit the rest (one commit each)."""
         items: list[dict[str, Any]] = []
+        letters: list[AddDeadLetter] = []
         now = self.rt.now()
-        for m in msgs:
-            topic = m.topic.value
-            raw = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-            self.received += 1
+        devices = self.registry.devices
+        observation = self.registry.observation
+        loads = orjson.loads
+        for topic, raw, _, _ in msgs:
             try:
-                apikey, device_id, attr = parse_topic(topic)
-                device = self.registry.find(apikey, device_id)
+                apikey, device_id, attr, key = self._topic(topic)
+                device = devices.get(key)
                 if device is None:
                     raise ValidationError(f"unknown device {device_id} (apikey {apikey}): provision it with "
                                           "`citybrain devices add`", field="device")
                 try:
-                    payload = orjson.loads(raw)
+                    payload = loads(raw)
                 except orjson.JSONDecodeError:
                     if attr is None:
                         raise ValidationError("payload is not valid JSON", field="payload") from None
                     payload = raw.decode("utf-8", "replace")
                 if attr is not None:
                     payload = {attr: payload}
-                if not isinstance(payload, dict):
+                elif type(payload) is not dict:
                     raise ValidationError("payload: expected a JSON object of measurements", field="payload")
                 observed = payload.get("TimeInstant") or payload.get("timestamp") or now
-                items.append(self.registry.observation(device, payload, observed))
+                items.append(observation(device, payload, observed))
             except ValidationError as exc:
-                self.rejected += 1
-                await self.rt.dead_letter(f"mqtt:{topic}", exc.detail, raw)
+                letters.append(AddDeadLetter(source=f"mqtt:{topic.decode('utf-8', 'replace')}", reason=exc.detail,
+                                             payload=raw.decode("utf-8", "replace"), time=now))
+        if letters:
+            self.rejected += len(letters)
+            await self.rt.store.apply(letters)
         if items:
             report = await self.rt.services["ingest"].submit(items, self.rt.context("mqtt"), "mqtt")
             self.stored += report.stored

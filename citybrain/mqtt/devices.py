@@ -24,6 +24,8 @@ COLLECTION = "mqtt_devices"
 _KEY = re.compile(r"^[A-Za-z0-9_\-.:]{1,128}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KINDS = ("Number", "Integer", "Float", "Text", "Boolean", "geo:point", "Json", "DateTime")
+_AS_IS = ("Json", "DateTime")  # kinds convert() passes through unchanged
+_TIME_KEYS = frozenset(("TimeInstant", "timestamp"))
 
 
 class Mapping(msgspec.Struct, kw_only=True):
@@ -103,6 +105,7 @@ class DeviceRegistry:
     def __init__(self, rt: CityBrain) -> None:
         self.rt = rt
         self.devices: dict[str, Device] = {}
+        self._maps: dict[str, tuple[Device, dict[str, Mapping]]] = {}  # key → (device, object_id → mapping)
 
     async def load(self) -> None:
         """Read every provisioned device from the store."""
@@ -134,16 +137,22 @@ class DeviceRegistry:
 
     def observation(self, device: Device, payload: dict[str, Any], observed_at: str) -> dict[str, Any]:
         """Turn a measurement payload into one ingest item (unmapped keys keep their names)."""
-        by_key = {m.object_id: m for m in device.attributes}
+        by_key = self._maps.get(device.key)
+        if by_key is None or by_key[0] is not device:
+            by_key = (device, {m.object_id: m for m in device.attributes})
+            self._maps[device.key] = by_key
+        mapped = by_key[1]
         values: dict[str, Any] = {}
         for key, value in payload.items():
-            if key in ("TimeInstant", "timestamp"):
+            if key in _TIME_KEYS:
                 continue
-            m = by_key.get(key)
-            name = m.name if m else key
-            if not _NAME.match(name):
+            m = mapped.get(key)
+            if m is not None:  # the mapped name was checked when the device was provisioned
+                values[m.name] = convert(value, m.type, key) if m.type not in _AS_IS else value
+            elif _NAME.match(key):
+                values[key] = value
+            else:
                 raise ValidationError(f"{key}: not a valid attribute name", field=key)
-            values[name] = convert(value, m.type, key) if m else value
         if not values:
             raise ValidationError("payload: no measurements", field="payload")
         return {"entity": device.entity_id, "observedAt": observed_at, "values": values}

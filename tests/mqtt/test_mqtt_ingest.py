@@ -2,7 +2,8 @@
 
 A provisioned sensor publishing on /<apikey>/<device_id>/attrs appears in the NGSI-LD API and its history
 within 1 s and a subscription notification reaches a local HTTP endpoint; an unknown device and a
-malformed payload are dead-lettered with the reason. 3 cases.
+malformed payload are dead-lettered with the reason; stopping finishes and acknowledges the batch in
+flight. 4 cases.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -95,6 +97,7 @@ async def test_sensor_to_ngsi_history_and_notification(node: CityBrain) -> None:
             assert Receiver.got and Receiver.got[0]["data"][0]["pm25"] == 42.5
     finally:
         server.shutdown()
+        server.server_close()
 
 
 async def test_unknown_device_and_malformed_payload_dead_lettered(node: CityBrain) -> None:
@@ -109,3 +112,48 @@ async def test_unknown_device_and_malformed_payload_dead_lettered(node: CityBrai
         await asyncio.sleep(0.02)
     reasons = sorted(d.reason for d in letters)
     assert any("unknown device ghost" in r for r in reasons) and any("not valid JSON" in r for r in reasons)
+
+
+async def test_stop_finishes_and_acknowledges_the_batch_in_flight(tmp_path: Path) -> None:
+    """Stopping waits for the batch being stored, acknowledges it, then disconnects: the named session
+    gets nothing again after a restart, and what was published while citybrain was down arrives then."""
+    require_service("Mosquitto MQTT broker", HOST, PORT)
+    url = f"mqtt://{HOST}:{PORT}?client_id=cb-stop-{uuid.uuid4().hex[:8]}"
+    settings = Settings(store=str(tmp_path / "stop.db"), bus="memory", mqtt=url)
+    eid = "urn:ngsi-ld:WeatherObserved:s1"
+    rt = CityBrain(settings)
+    await rt.start()
+    await asyncio.wait_for(rt.services["mqtt"].connected.wait(), 5)
+    await rt.services["devices"].add(Device(device_id="s1", apikey="ks", entity_type="WeatherObserved"))
+    ingest = rt.services["ingest"]
+    real, gate, entered = ingest.submit, asyncio.Event(), asyncio.Event()
+
+    async def held(items: list[Any], ctx: Any = None, source: str = "api") -> Any:
+        entered.set()
+        await gate.wait()
+        return await real(items, ctx, source)
+
+    ingest.submit = held
+    async with aiomqtt.Client(HOST, PORT) as pub:
+        await pub.publish("/ks/s1/attrs", json.dumps({"t": 1, "TimeInstant": "2026-01-01T00:00:00.000Z"}), qos=1)
+    await asyncio.wait_for(entered.wait(), 5)
+    stopping = asyncio.create_task(rt.stop())
+    await asyncio.sleep(0.2)
+    assert not stopping.done(), "stop must wait for the batch in flight"
+    gate.set()
+    await asyncio.wait_for(stopping, 15)
+
+    async with aiomqtt.Client(HOST, PORT) as pub:  # while citybrain is down
+        await pub.publish("/ks/s1/attrs", json.dumps({"t": 2, "TimeInstant": "2026-01-01T00:01:00.000Z"}), qos=1)
+    rt = CityBrain(settings)
+    await rt.start()
+    try:
+        for _ in range(250):
+            if len(await rt.store.history(eid, "t")) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        assert [h.value for h in await rt.store.history(eid, "t")] == [1, 2]
+        assert rt.services["mqtt"].received == 1, "the batch stored before stop was acknowledged"
+    finally:
+        await rt.stop()
