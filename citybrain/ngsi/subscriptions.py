@@ -22,6 +22,7 @@ from citybrain.ngsi.notify import STATUS, Notifier, Watch
 from citybrain.ngsi.query import Predicate, parse_q
 from citybrain.runtime import CityBrain
 from citybrain.store import DeleteDoc, PutDoc
+from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 COLLECTION = "ngsi_subscriptions"
@@ -42,8 +43,9 @@ def subscription_q(q: str, ctx: ActiveContext) -> Predicate:
         return parse_q(decoded, ctx)
 
 
-def compile_watch(sub: dict[str, Any], context: Any) -> Watch:
-    """Validate a subscription and compile it into a Watch (BadRequestData naming the bad member)."""
+def compile_watch(sub: dict[str, Any], context: Any, area: str | None = None) -> Watch:
+    """Validate a subscription and compile it into a Watch (BadRequestData naming the bad member); `area`:
+    the place its creator was confined to — only entities placed there (or below) are notified."""
     unknown = set(sub) - _FIELDS
     if unknown:
         raise BadRequestData(f"subscription: unknown member(s) {', '.join(sorted(unknown))}")
@@ -114,14 +116,23 @@ def compile_watch(sub: dict[str, Any], context: Any) -> Watch:
         if geo else None,
         attrs={to_storage(a, ctx) for a in attrs} if attrs else None,
         fmt="keyValues" if fmt == "simplified" else fmt, uri=uri, accept=accept, throttling=float(throttling),
-        active=active, expires=expires)
+        active=active, expires=expires, area=area)
 
 
-async def _doc(rt: CityBrain, sub_id: str) -> dict[str, Any]:
+async def _doc(rt: CityBrain, sub_id: str, request: Request | None = None) -> dict[str, Any]:
     doc = await rt.store.get_doc(COLLECTION, sub_id)
-    if doc is None:
+    if doc is None or (request is not None and not _visible(rt, doc.data, confine(request, None))):
         raise ResourceNotFound(f"subscription {sub_id} not found")
     return doc.data
+
+
+def _visible(rt: CityBrain, data: dict[str, Any], area: str | None) -> bool:
+    """Tell whether a caller confined to `area` (None: not confined) may see a subscription: one made in it."""
+    if area is None:
+        return True
+    places = rt.services.get("places")
+    made_in = data.get("area")
+    return bool(made_in) and places is not None and made_in in places and places.within(made_in, area)
 
 
 async def _render(rt: CityBrain, data: dict[str, Any]) -> dict[str, Any]:
@@ -154,9 +165,11 @@ async def create(request: Request) -> Response:
     sub_id = sub.setdefault("id", f"urn:ngsi-ld:Subscription:{new_id()}")
     if not is_urn(sub_id):
         raise BadRequestData(f"id: {sub_id!r} is not a URI")
-    watch = compile_watch(sub, context)
+    area = confine(request, None)  # a place-scoped creator's subscription sees only its area
+    watch = compile_watch(sub, context, area)
     try:
-        await rt.store.apply([PutDoc(COLLECTION, sub_id, {"subscription": sub, "context": context}, expect_version=0)])
+        await rt.store.apply([PutDoc(COLLECTION, sub_id, {"subscription": sub, "context": context, "area": area},
+                                     expect_version=0)])
     except CityBrainError as exc:
         if exc.code == "AlreadyExists":
             raise AlreadyExists(f"subscription {sub_id} already exists") from None
@@ -173,6 +186,8 @@ async def list_subscriptions(request: Request) -> Response:
     limit = int_param(request, "limit", 20, 1, 1000)
     offset = int_param(request, "offset", 0, 0, 10**9)
     docs = await rt.store.list_docs(COLLECTION, limit=limit, offset=offset)
+    area = confine(request, None)  # a place-scoped caller lists the subscriptions made in its area
+    docs = [d for d in docs if _visible(rt, d.data, area)]
     return ngsi_response(request, [await _render(rt, d.data) for d in docs], ctx)
 
 
@@ -181,7 +196,7 @@ async def retrieve(request: Request, sub_id: str) -> Response:
     """Return one subscription with its notification status."""
     rt = await tenant_runtime(request)
     ctx = request_context(request)
-    return ngsi_response(request, await _render(rt, await _doc(rt, sub_id)), ctx)
+    return ngsi_response(request, await _render(rt, await _doc(rt, sub_id, request)), ctx)
 
 
 @route(router, "/subscriptions/{sub_id}", ["PATCH"], 204)
@@ -189,15 +204,16 @@ async def update(request: Request, sub_id: str) -> Response:
     """Change members of a subscription."""
     rt = await tenant_runtime(request)
     body, _ = await body_and_context(request, rt)
-    data = await _doc(rt, sub_id)
+    data = await _doc(rt, sub_id, request)
     if not isinstance(body, dict) or not body:
         raise BadRequestData("the body must be a non-empty JSON object of subscription members")
     if "id" in body and body["id"] != sub_id:
         raise BadRequestData("id cannot be changed")
     sub = {**data["subscription"], **{k: v for k, v in body.items() if k != "@context"}}
     context = body.get("@context", data.get("context"))
-    watch = compile_watch(sub, context)
-    await rt.store.apply([PutDoc(COLLECTION, sub_id, {"subscription": sub, "context": context})])
+    watch = compile_watch(sub, context, data.get("area"))
+    await rt.store.apply([PutDoc(COLLECTION, sub_id, {"subscription": sub, "context": context,
+                                                      "area": data.get("area")})])
     rt.services["ngsi_notifier"].put(watch)
     return Response(status_code=204)
 
@@ -206,7 +222,7 @@ async def update(request: Request, sub_id: str) -> Response:
 async def delete(request: Request, sub_id: str) -> Response:
     """Delete a subscription."""
     rt = await tenant_runtime(request)
-    await _doc(rt, sub_id)
+    await _doc(rt, sub_id, request)
     await rt.store.apply([DeleteDoc(COLLECTION, sub_id), DeleteDoc(STATUS, sub_id)])
     rt.services["ngsi_notifier"].remove(sub_id)
     return Response(status_code=204)
@@ -219,7 +235,7 @@ async def load_all(rt: CityBrain, notifier: Notifier) -> None:
         docs = await rt.store.list_docs(COLLECTION, limit=1000, offset=offset)
         for d in docs:
             try:
-                notifier.put(compile_watch(d.data["subscription"], d.data.get("context")))
+                notifier.put(compile_watch(d.data["subscription"], d.data.get("context"), d.data.get("area")))
             except Exception as exc:  # a stored subscription that no longer compiles must not stop the node
                 await rt.dead_letter("ngsi:subscription", str(exc), orjson.dumps(d.data))
         if len(docs) < 1000:

@@ -1,15 +1,17 @@
-"""Conformance: multi-attributes (ETSI GS CIM 009 §4.5.5, datasetId) — 10 cases.
+"""Conformance: multi-attributes (ETSI GS CIM 009 §4.5.5, datasetId) — 11 cases.
 
 An attribute may hold several instances, told apart by datasetId (at most one without: the default
 instance). Create with an array of instances and get the array back; keyValues gives the values; a
 single instance with a datasetId round-trips as an object; PATCH /attrs/{attr} and PUT target the instance
 the body's datasetId names; DELETE takes ?datasetId= or ?deleteAll=true; q matches any instance; append
 (POST /attrs) adds an instance; invalid and duplicate datasetIds are BadRequestData; history is kept per
-instance and the temporal API returns each instance's values with its datasetId.
+instance and the temporal API returns each instance's values with its datasetId; a subscription watching
+the attribute is notified when any instance changes.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -168,3 +170,28 @@ async def test_history_per_instance(client: httpx.AsyncClient) -> None:
     assert r.status_code == 204, r.text
     values = (await client.get(t, params={"attrs": "speed", "options": "temporalValues"})).json()["speed"]
     assert sorted(x[0] for x in values[2]["values"]) == [48, 49]
+
+
+async def test_watched_attribute_notifies_on_any_instance(client: httpx.AsyncClient, runtime: Any) -> None:
+    await multi(client)
+    sent: list[bytes] = []
+
+    class Capture:
+        async def post(self, uri: str, content: bytes, headers: dict[str, str]) -> Any:
+            sent.append(content)
+            return type("Answer", (), {"status_code": 204})()
+
+        async def aclose(self) -> None:
+            pass
+
+    runtime.services["ngsi_notifier"].client = Capture()
+    r = await client.post(f"{BASE}/subscriptions", json={
+        "type": "Subscription", "entities": [{"type": "Vehicle"}], "watchedAttributes": ["speed"],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}}, headers=J)
+    assert r.status_code == 201, r.text
+    assert (await client.patch(f"{E}/attrs/speed", json={"value": 70, "datasetId": RADAR}, headers=J)).status_code == 204
+    for _ in range(100):
+        if sent:
+            break
+        await asyncio.sleep(0.05)
+    assert sent and b'"value":70' in sent[-1] and RADAR.encode() in sent[-1]
