@@ -36,7 +36,7 @@ SHORT: dict[str, list[str]] = {
     "bus": ["--n", "5000", "--runs", "3"],
     "situation": ["--seconds", "5"],
     "ledger": ["--n", "10000", "--requests", "100"],
-    "mqtt": ["--n", "5000", "--runs", "3"],
+    "mqtt": ["--n", "20000", "--runs", "5"],
     "cases": ["--cases", "500"],
     "federation": ["--n", "2000", "--partition", "20"],
 }
