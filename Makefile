@@ -38,7 +38,8 @@ unit: $(STAMP)
 	$(PY) -m pytest -q --timeout=300 -p no:cacheprovider $(PYTEST_ARGS)
 
 ## make bench: every benchmark against its peer; results in bench/results/
-bench: $(STAMP)
+bench: $(STAMP) test-deps
+	bash scripts/bench-deps.sh
 	$(PY) bench/run.py
 
 ## make reliability: crash, dependency faults, partition, fuzz, soak, overload (not in CI); ends with a table
