@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from services import pg_schema_url
 
 from citybrain.api import app as app_module
 from citybrain.api import create_app
@@ -64,7 +66,23 @@ async def build_city(rt: CityBrain) -> None:
             await put(cell(i, j), "Grid", community(i, j), box(i, j))
 
 
-STORE_URL: str | None = None  # set by tests/cases/conftest.py to run the city on PostgreSQL
+STORE_URL: str | None = None  # set by `case_store` to run the city on PostgreSQL
+
+
+@pytest.fixture(autouse=True, params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def case_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run each test on SQLite (the default above) and on a fresh PostgreSQL schema (tests/cases and
+    tests/open311 import this fixture in their conftest)."""
+    global STORE_URL
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    for url in pg_schema_url():
+        STORE_URL = url
+        try:
+            yield url
+        finally:
+            STORE_URL = None
 
 
 def settings(tmp_path: Path, checker: bool = False) -> Settings:

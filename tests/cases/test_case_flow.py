@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from casecity import actor, cell, centre, city
+from cases.casecity import actor, cell, centre, city
 from test_case_lifecycle import get, report, step
 
 from citybrain.cases import check_deadlines

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from casecity import actor, cell, centre, city
+from cases.casecity import actor, cell, centre, city
 
 SUP, SUP2, CMD = "supervisor:li", "supervisor:zhou", "command:wang"
 
