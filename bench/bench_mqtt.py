@@ -45,6 +45,7 @@ import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from procs import stop_process  # bench/procs.py (bench/ is on sys.path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_RED_DIR = ROOT / "build" / "node-red"
@@ -249,12 +250,7 @@ class CityBrainCase:
 
     def stop(self) -> None:
         if self.proc:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.log.close()
+            stop_process(self.proc, self.log)
         self.sink.shutdown()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -323,12 +319,7 @@ class NodeRedCase:
 
     def stop(self) -> None:
         if self.proc:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-            self.log.close()
+            stop_process(self.proc, self.log)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

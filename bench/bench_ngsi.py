@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from procs import stop_process  # bench/procs.py (bench/ is on sys.path when a script runs)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = "/ngsi-ld/v1"
@@ -100,12 +101,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        stop_process(self.proc, self.log)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

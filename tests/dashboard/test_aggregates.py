@@ -28,6 +28,19 @@ def box(x: float, y: float, d: float = 0.1) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [[[x, y], [x + d, y], [x + d, y + d], [x, y + d], [x, y]]]}
 
 
+async def build_places(rt: CityBrain) -> None:
+    """City > two districts > a subdistrict each > community m1 / m2 > one grid cell each (side by side)."""
+    for pid, ptype, parent, geo in (
+            (CITY, "City", None, box(116.0, 39.9, 0.2)), (D1, "District", CITY, box(116.0, 39.9)),
+            (D2, "District", CITY, box(116.1, 39.9)),
+            ("urn:ngsi-ld:Subdistrict:s1", "Subdistrict", D1, box(116.0, 39.9)),
+            ("urn:ngsi-ld:Subdistrict:s2", "Subdistrict", D2, box(116.1, 39.9)),
+            (M1, "Community", "urn:ngsi-ld:Subdistrict:s1", box(116.0, 39.9)),
+            (M2, "Community", "urn:ngsi-ld:Subdistrict:s2", box(116.1, 39.9)),
+            (G1, "Grid", M1, box(116.0, 39.9)), (G2, "Grid", M2, box(116.1, 39.9))):
+        await rt.execute("entity.write", {"entity": {"id": pid, "type": ptype, "place": parent, "location": geo}})
+
+
 def actor(name: str) -> dict[str, str]:
     return {"x-citybrain-actor": name}
 
@@ -38,16 +51,7 @@ async def city(tmp_path: Path) -> AsyncIterator[tuple[CityBrain, httpx.AsyncClie
     rt = CityBrain(Settings(store=str(tmp_path / "dash.db"), bus="memory"), clock=FakeClock("2026-03-02T01:00:00Z"))
     await rt.start()
     try:
-        whole = box(116.0, 39.9, 0.2)
-        for pid, ptype, parent, geo in (
-                (CITY, "City", None, whole), (D1, "District", CITY, box(116.0, 39.9)),
-                (D2, "District", CITY, box(116.1, 39.9)),
-                ("urn:ngsi-ld:Subdistrict:s1", "Subdistrict", D1, box(116.0, 39.9)),
-                ("urn:ngsi-ld:Subdistrict:s2", "Subdistrict", D2, box(116.1, 39.9)),
-                (M1, "Community", "urn:ngsi-ld:Subdistrict:s1", box(116.0, 39.9)),
-                (M2, "Community", "urn:ngsi-ld:Subdistrict:s2", box(116.1, 39.9)),
-                (G1, "Grid", M1, box(116.0, 39.9)), (G2, "Grid", M2, box(116.1, 39.9))):
-            await rt.execute("entity.write", {"entity": {"id": pid, "type": ptype, "place": parent, "location": geo}})
+        await build_places(rt)
         app = create_app(rt, manage_runtime=False)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             yield rt, client
@@ -214,15 +218,7 @@ async def test_a_community_scoped_identity_sees_only_its_area(tmp_path: Path) ->
                    clock=FakeClock("2026-03-02T01:00:00Z"))
     await rt.start()
     try:
-        for pid, ptype, parent, geo in (
-                (CITY, "City", None, box(116.0, 39.9, 0.2)), (D1, "District", CITY, box(116.0, 39.9)),
-                (D2, "District", CITY, box(116.1, 39.9)),
-                ("urn:ngsi-ld:Subdistrict:s1", "Subdistrict", D1, box(116.0, 39.9)),
-                ("urn:ngsi-ld:Subdistrict:s2", "Subdistrict", D2, box(116.1, 39.9)),
-                (M1, "Community", "urn:ngsi-ld:Subdistrict:s1", box(116.0, 39.9)),
-                (M2, "Community", "urn:ngsi-ld:Subdistrict:s2", box(116.1, 39.9)),
-                (G1, "Grid", M1, box(116.0, 39.9)), (G2, "Grid", M2, box(116.1, 39.9))):
-            await rt.execute("entity.write", {"entity": {"id": pid, "type": ptype, "place": parent, "location": geo}})
+        await build_places(rt)
         ctx = rt.context("admin:test")
         await rt.execute("user.add", {"name": "m1-op", "role": "community_operator", "place": M1}, ctx)
         key = {"X-API-Key": (await rt.execute("user.key", {"name": "m1-op"}, ctx))["key"]}
