@@ -29,7 +29,7 @@ async def situation_overview(request: Request, level: str = Query("district", de
         _known(request, area)
     places = rt.services["places"]
     ids = sorted(pid for pid, s in sit.states.items() if s.level == level
-                 and (area is None or (pid in places and (places.within(pid, area) or places.within(area, pid)))))
+                 and (area is None or (pid in places and places.within(pid, area))))
     return json({"level": level, "observations": sit.observations, "places": [sit.summary(p, brief=True) for p in ids]})
 
 

@@ -40,6 +40,11 @@ async def test_risk_and_situation_are_confined(city: City) -> None:
 
     assert await communities("city_operator") == [C1, C2]
     assert await communities("community_operator") == [C1]
+    # a district's figures aggregate every community in it: not shown to one community's operator
+    r = await c.get("/api/v1/situation", params={"level": "district"}, headers=city.auth("community_operator"))
+    assert r.status_code == 200 and r.json()["places"] == []
+    r = await c.get("/api/v1/situation", params={"level": "district"}, headers=city.auth("city_operator"))
+    assert [p["place"] for p in r.json()["places"]] == ["urn:ngsi-ld:District:d1"]
 
 
 async def test_alert_stream_carries_only_the_callers_area(city: City) -> None:
