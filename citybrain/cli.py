@@ -69,10 +69,14 @@ def serve(
     async def _demo() -> None:
         from citybrain.demo import Replay, load_demo_city
 
-        console.print("loading the demo city …")
-        await load_demo_city(rt, size=size)
-        if replay:
-            rt.spawn(Replay(rt, speed=speed, loop=True).run(), name="demo-replay")
+        async def load_and_replay() -> None:
+            # one process of the node loads and replays (a lease); the others see the city through events
+            console.print("loading the demo city …")
+            await load_demo_city(rt, size=size)
+            if replay:
+                await Replay(rt, speed=speed, loop=True).run()
+
+        rt.cluster.singleton("demo", load_and_replay, restart=replay)
 
     async def _announce() -> None:
         console.print(f"[bold green]citybrain {__version__}[/] serving on {base}")

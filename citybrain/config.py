@@ -26,12 +26,21 @@ SETTING_HELP: dict[str, str] = {
     "request acts as a local admin. Default 'off' in the library, 'on' for `citybrain serve`",
     "jwt_secret": "HS256 secret signing access tokens (secret; '' = generated into <store>.jwt-secret)",
     "token_ttl": "lifetime of access tokens in seconds",
-    "ledger_key": "file holding the ledger's Ed25519 signing key ('' = <store>.ledger-key, created on first start)",
+    "ledger_key": "the ledger's Ed25519 signing key (PRIVATE+KEY+…) or the file holding it ('' = "
+    "<store>.ledger-key, created on first start); the same on every process of a node",
     "ledger_checkpoint_ms": "longest time between signed ledger checkpoints while entries are arriving",
+    "bus_stream": "JetStream stream holding this node's bus subjects (one per node or deployment on a shared "
+    "NATS server)",
+    "bus_prefix": "first subject token of this node's bus messages on NATS ('cb'); give each node or "
+    "deployment sharing a NATS server its own",
+    "partitions": "number of observation-pipeline partitions (cb.obs.<n>); each has one owner process at a time",
+    "lease_ttl": "seconds a process holds a lease (singleton job, pipeline partition) without renewing it; a "
+    "surviving process takes over after at most this long",
+    "process_id": "this process's name among the node's processes ('' = <host>-<pid>-<random>)",
 }
 
 # settings whose values are secrets: never shown by public(), in logs or in errors
-SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret"})
+SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret", "ledger_key"})
 
 
 @dataclass
@@ -54,6 +63,11 @@ class Settings:
     token_ttl: int = 3600
     ledger_key: str = ""
     ledger_checkpoint_ms: int = 500
+    bus_stream: str = "CITYBRAIN"
+    bus_prefix: str = "cb"
+    partitions: int = 8
+    lease_ttl: float = 6.0
+    process_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -66,7 +80,8 @@ class Settings:
                 continue
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
-                values[f.name] = int(raw) if f.type in ("int", int) else raw
+                values[f.name] = (int(raw) if f.type in ("int", int) else float(raw) if f.type in ("float", float)
+                                  else raw)
         for key, value in overrides.items():
             if value is not None:
                 values[key] = value

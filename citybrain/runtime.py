@@ -15,6 +15,7 @@ from typing import Any
 
 from citybrain.bus import Bus, Message, open_bus
 from citybrain.clock import Clock, SystemClock, iso
+from citybrain.cluster import Cluster
 from citybrain.commands import CommandRegistry, Outcome
 from citybrain.config import Settings
 from citybrain.context import Context
@@ -53,10 +54,11 @@ class CityBrain:
         self.settings = settings or Settings()
         self.clock: Clock = clock or SystemClock()
         self.store: Store = store or open_store(self.settings.store)
-        self.bus: Bus = bus or open_bus(self.settings.bus)
+        self.bus: Bus = bus or open_bus(self.settings.bus, self.settings.bus_stream, self.settings.bus_prefix)
         self.commands = CommandRegistry()
         self.components = list(COMPONENTS if components is None else components)
         self.services: dict[str, Any] = {}  # component name -> its service object (ingest, places, …)
+        self.cluster = Cluster(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_hooks: list[Any] = []
         self.started = False
@@ -84,11 +86,14 @@ class CityBrain:
         for name in self.components:
             module = importlib.import_module(name)
             await module.setup(self)
+        await self.cluster.start()  # after setup: every job and partition hook is registered
         self.started = True
         self.started_at = self.now()
 
     async def stop(self) -> None:
-        """Stop background tasks, drain the bus and close the store."""
+        """Hand jobs and partitions over, stop background tasks, drain the bus and close the store."""
+        with contextlib.suppress(Exception):
+            await self.cluster.stop()
         for hook in reversed(self._stop_hooks):
             with contextlib.suppress(Exception):
                 await hook()

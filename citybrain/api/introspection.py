@@ -64,6 +64,12 @@ async def settings(request: Request) -> dict[str, Any]:
     return {"settings": rt.settings.public(), "help": SETTING_HELP}
 
 
+@router.get("/cluster")
+async def cluster(request: Request) -> dict[str, Any]:
+    """Return this process among the node's processes: its id, the members, its jobs and partitions."""
+    return runtime(request).cluster.describe()
+
+
 @router.get("/commands")
 async def commands(request: Request) -> list[dict[str, Any]]:
     """List the registered commands."""

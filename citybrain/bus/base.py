@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+from citybrain.bus.leases import Leases, MemoryLeases
+
 
 @dataclass
 class Message:
@@ -57,6 +59,7 @@ class Bus(ABC):
 
     max_deliver: int = 5
     dead_letter: DeadLetterSink | None = None  # the runtime sets this to keep undeliverable messages
+    _leases: Leases | None = None
 
     @abstractmethod
     async def connect(self) -> None:
@@ -92,6 +95,12 @@ class Bus(ABC):
     @abstractmethod
     async def ping(self) -> None:
         """Raise Unavailable when the bus cannot be reached."""
+
+    async def leases(self, ttl: float) -> Leases:
+        """Return the node's leases (in-process here; adapters for shared servers override this)."""
+        if self._leases is None:
+            self._leases = MemoryLeases(ttl)
+        return self._leases
 
     @property
     def healthy(self) -> bool:

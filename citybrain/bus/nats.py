@@ -70,6 +70,7 @@ from nats.js.api import (
 )
 
 from citybrain.bus.base import Bus, Handler, Message, Subscription, subject_matches
+from citybrain.bus.leases import KvLeases, Leases
 from citybrain.errors import Conflict, Unavailable
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,7 @@ class _PullSub(Subscription):
     async def _handle(self, msg: Msg) -> None:
         bus = self.bus
         delivered, seq = _parse_reply(msg.reply)
+        subject = bus.inner(msg.subject)
         hdrs = msg.headers
         msg_id = None
         if hdrs:
@@ -273,12 +275,12 @@ class _PullSub(Subscription):
         if delivered > bus.max_deliver:  # the previous holder died on its last try
             await self._dead_letter(
                 msg,
-                Message(msg.subject, msg.data, hdrs or {}, msg_id, delivered, seq),
+                Message(subject, msg.data, hdrs or {}, msg_id, delivered, seq),
                 f"not acknowledged after {delivered - 1} deliveries",
             )
             return
         while True:
-            message = Message(msg.subject, msg.data, dict(hdrs) if hdrs else {}, msg_id, delivered, seq)
+            message = Message(subject, msg.data, dict(hdrs) if hdrs else {}, msg_id, delivered, seq)
             try:
                 await self.handler(message)
             except asyncio.CancelledError:
@@ -411,10 +413,16 @@ class NatsBus(Bus):
         drain_timeout: float = 5.0,
         connect_timeout: float = 2.0,
         name: str = "citybrain",
+        prefix: str = "cb",
     ) -> None:
         self.url = url
         self.stream = stream
-        self.subjects = list(subjects) if subjects else ["cb.>"]
+        if not re.match(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", prefix):
+            raise ValueError(f"bus subject prefix {prefix!r}: use tokens of letters, digits, '_' and '-'")
+        # the runtime speaks cb.…; on the wire every subject starts with `prefix` instead, so several
+        # nodes, deployments or test runs can share one NATS server (each with its own stream)
+        self.prefix = prefix
+        self.subjects = list(subjects) if subjects else [f"{prefix}.>"]
         self.duplicate_window = duplicate_window
         self.max_age = max_age
         self.max_bytes = max_bytes
@@ -434,6 +442,18 @@ class NatsBus(Bus):
         self._api_prefix = "$JS.API"
         self._subs: list[_PullSub] = []
         self._ok_subjects: set[str] = set()
+
+    def outer(self, subject: str) -> str:
+        """Return the wire subject of a runtime subject (cb.x → <prefix>.x)."""
+        if self.prefix != "cb" and (subject == "cb" or subject.startswith("cb.")):
+            return self.prefix + subject[2:]
+        return subject
+
+    def inner(self, subject: str) -> str:
+        """Return the runtime subject of a wire subject (<prefix>.x → cb.x)."""
+        if self.prefix != "cb" and subject.startswith(self.prefix + "."):
+            return "cb" + subject[len(self.prefix):]
+        return subject
 
     # --- connection --------------------------------------------------------------------------------
 
@@ -553,6 +573,32 @@ class NatsBus(Bus):
         except Exception as exc:
             raise Unavailable(f"JetStream stream {self.stream} unavailable: {exc!r}") from exc
 
+    async def leases(self, ttl: float) -> Leases:
+        """Return leases kept in the key-value bucket <stream>_LEASES (its max age is the lease TTL)."""
+        if self._leases is None:
+            from nats.js.api import KeyValueConfig
+
+            bucket = f"{self.stream}_LEASES"
+            try:
+                kv = await self._jsm.key_value(bucket)
+            except nats.js.errors.BucketNotFoundError:
+                try:
+                    kv = await self._jsm.create_key_value(KeyValueConfig(bucket=bucket, ttl=ttl, history=1))
+                except nats.js.errors.BadRequestError:  # created concurrently by another process
+                    kv = await self._jsm.key_value(bucket)
+            status = await kv.status()
+            held_for = status.ttl or ttl
+            if abs(held_for - ttl) > 0.01:
+                log.warning("lease bucket %s keeps leases %.1fs (lease_ttl says %.1fs); using %.1fs",
+                            bucket, held_for, ttl, held_for)
+            self._leases = KvLeases(kv, held_for)
+        return self._leases
+
+    async def delete_leases(self) -> None:
+        """Delete the lease bucket (tests)."""
+        with contextlib.suppress(Exception):
+            await self._jsm.delete_key_value(f"{self.stream}_LEASES")
+
     @property
     def healthy(self) -> bool:
         """True while the connection to the server is up."""
@@ -573,6 +619,11 @@ class NatsBus(Bus):
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
         """Publish and wait for the JetStream ack; retried until publish_timeout when safe (msg_id set)."""
+        await self._publish_wire(self.outer(subject), data, msg_id=msg_id, headers=headers)
+
+    async def _publish_wire(
+        self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         self._check_subject(subject)
         hdrs: dict[str, str] | None = dict(headers) if headers else None
         if msg_id is not None:
@@ -620,6 +671,7 @@ class NatsBus(Bus):
         js = self._jsm
         batch: list[tuple[Message, asyncio.Future[Any]]] = []
         for message in messages:
+            message = Message(self.outer(message.subject), message.data, message.headers, message.msg_id)
             self._check_subject(message.subject)
             hdrs: dict[str, str] | None = dict(message.headers) if message.headers else None
             if message.msg_id is not None:
@@ -648,7 +700,7 @@ class NatsBus(Bus):
                 exc = None if fut.cancelled() else fut.exception()
                 if message.msg_id is None and not isinstance(exc, nats.js.errors.NoStreamResponseError):
                     raise Unavailable(f"publish on {message.subject} not acknowledged: {exc!r}")
-                await self.publish(
+                await self._publish_wire(
                     message.subject, message.data, msg_id=message.msg_id, headers=message.headers or None
                 )
 
@@ -664,6 +716,7 @@ class NatsBus(Bus):
         deliver_all: bool = False,
     ) -> Subscription:
         """Subscribe through a pull consumer (durable, shared per queue, or ephemeral)."""
+        subject = self.outer(subject)
         client = self._client
         jsm = self._jsm
         keep = durable is not None or queue is not None

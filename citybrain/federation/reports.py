@@ -123,4 +123,4 @@ def setup_reports(rt: CityBrain, fed: Federation) -> None:
     for kind, collection in KEPT.items():
         fed.register_handler(kind, keeper(collection))
     if fed.role == "community":
-        rt.spawn(scheduled_reports(rt), name="federation-reports")
+        rt.cluster.singleton("federation-reports", lambda: scheduled_reports(rt))

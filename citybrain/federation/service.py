@@ -91,14 +91,19 @@ class Federation:
 
     async def start(self) -> None:
         """Load state and start the link, sender, receiver and heartbeat loops."""
-        await self.receiver.load()
         for doc in await self.rt.store.list_docs(NODES, limit=100000):
             self.known[doc.id] = doc.data
-        self.rt.spawn(self.link.run(), name="federation-link")
-        self.rt.spawn(self.outbox.run(self.link.publish, lambda: self.link.up), name="federation-sender")
-        self.rt.spawn(self.receiver.run(), name="federation-receiver")
-        self.rt.spawn(self._heartbeats(), name="federation-heartbeat")
+        self.rt.spawn(self.link.run(), name="federation-link")  # every process can publish on the link
+        # one process of the node sends, receives and beats at a time (leases; see citybrain/cluster.py)
+        self.rt.cluster.singleton("federation-sender", lambda: self.outbox.run(self.link.publish, lambda: self.link.up))
+        self.rt.cluster.singleton("federation-receiver", self._receive)
+        self.rt.cluster.singleton("federation-heartbeat", self._heartbeats)
         self.rt.on_stop(self.link.close)
+
+    async def _receive(self) -> None:
+        """The receiver as a singleton job: reload what the previous receiver applied, then receive."""
+        await self.receiver.load()
+        await self.receiver.run()
 
     # sending ---------------------------------------------------------------------------------
     def up_op(self, kind: str, payload: dict[str, Any], ctx: Context) -> PutDoc:

@@ -26,7 +26,7 @@ from citybrain.ledger.log import PAGE, LedgerLog, entry_of
 from citybrain.ledger.merkle import verify_consistency
 from citybrain.ledger.note import Signer, Verifier
 from citybrain.store.base import Op, PutDoc
-from citybrain.trust.secrets import node_file, read_or_create
+from citybrain.trust.secrets import node_file, pin_node_secret, read_or_create
 
 if TYPE_CHECKING:
     from citybrain.config import Settings
@@ -50,7 +50,10 @@ def key_path(settings: Settings) -> Any:
 
 
 def load_signer(settings: Settings) -> Signer:
-    """Return the node's ledger signer, generating and saving it (0600) on first start."""
+    """Return the node's ledger signer: the key itself in CITYBRAIN_LEDGER_KEY (PRIVATE+KEY+…), or the key
+    file it names, or <store>.ledger-key generated and saved (0600) on first start."""
+    if settings.ledger_key.startswith("PRIVATE+KEY+"):
+        return Signer.from_skey(settings.ledger_key.strip())
     skey, _ = read_or_create(key_path(settings), lambda: Signer.generate(origin_of(settings)).skey())
     return Signer.from_skey(skey)
 
@@ -67,6 +70,7 @@ class LedgerService:
         self.checkpoint_time = ""
         self._task: asyncio.Task[Any] | None = None
         self._sync_lock = asyncio.Lock()
+        self.appending = False  # True on the process holding the `ledger` lease
 
     @property
     def vkey(self) -> str:
@@ -113,13 +117,47 @@ class LedgerService:
                 await asyncio.sleep(min(0.05, self.interval / 4))
 
     async def start(self) -> None:
-        """Load the log and start the appender."""
+        """Load the log; append on the one process holding the `ledger` lease, follow it on the others."""
+        await pin_node_secret(self.rt.store, "ledger_key", self.vkey)
         await self.log.load()
-        self._task = self.rt.spawn(self.run(), name="ledger-appender")
-        self.rt.on_stop(self.stop)
+        self.rt.cluster.singleton("ledger", self.append_job)
+        self._task = self.rt.spawn(self.follow(), name="ledger-follower")
+
+    async def append_job(self) -> None:
+        """The appender as a singleton job: reload what the previous appender wrote, append, sign.
+
+        When the job stops (graceful stop or a lost lease) it appends what is left and signs once more; if
+        another process took over meanwhile its head version check turns our write into a Conflict, so
+        nothing is appended twice."""
+        self.appending = True
+        try:
+            await self.log.load()
+            await self.run()
+        finally:
+            try:
+                await asyncio.shield(self.flush())
+            except Exception as exc:  # another appender is ahead of us: it has these events
+                log.warning("final ledger flush skipped: %r", exc)
+            self.appending = False
+
+    async def follow(self, every: float = 0.5) -> None:
+        """On a process that does not append, reload the log whenever the appender moved its head."""
+        from citybrain.ledger.log import STATE
+
+        while True:
+            await asyncio.sleep(every)
+            if self.appending:
+                continue
+            try:
+                head = await self.rt.store.get_doc(STATE, "head")
+                if head is not None and head.version != self.log.head_version:
+                    await self.log.load()
+                    self.checkpoint_time = str(head.data.get("time", "")) or self.checkpoint_time
+            except Exception as exc:
+                log.debug("ledger follow: %r", exc)
 
     async def stop(self) -> None:
-        """Stop the appender, then append what is left and sign a final checkpoint."""
+        """Stop following (the appender job is stopped and flushed by the cluster before this)."""
         if self._task is not None:
             self._task.cancel()
             try:
@@ -127,7 +165,6 @@ class LedgerService:
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
-        await self.flush()
 
     async def record_access(self, ctx: Context, dataset: str, count: int, grant: str | None, **more: Any) -> None:
         """Record a data access (who, which dataset, how many records, under which grant) in the ledger."""

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from citybrain.trust.identity import Directory, Identity, register
-from citybrain.trust.secrets import node_file, read_or_create, write_secret
+from citybrain.trust.secrets import fingerprint, node_file, pin_node_secret, read_or_create, write_secret
 from citybrain.trust.tokens import Unauthorized, decode, issue
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ async def setup(rt: CityBrain) -> None:
     """Register the identity commands, start the auth service and bootstrap the first admin."""
     register(rt)
     service = AuthService(rt)
+    await pin_node_secret(rt.store, "jwt_secret", fingerprint(service._secret))
     rt.services["auth"] = service
     rt.services["identities"] = service.directory
     await service.bootstrap()

@@ -6,8 +6,12 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from citybrain.config import Settings
+
+if TYPE_CHECKING:
+    from citybrain.store.base import Store
 
 
 def node_file(settings: Settings, suffix: str) -> Path | None:
@@ -42,3 +46,39 @@ def read_or_create(path: Path | None, make: Callable[[], str]) -> tuple[str, boo
     except FileExistsError:  # another process created it first: use theirs
         return path.read_text().strip(), False
     return value, True
+
+
+NODE_KEYS = "node_keys"
+
+
+def fingerprint(secret: str) -> str:
+    """Return a public fingerprint of a secret (SHA-256, salted by purpose), safe to store and compare."""
+    import hashlib
+
+    return hashlib.sha256(b"citybrain-node-secret\0" + secret.encode()).hexdigest()[:32]
+
+
+async def pin_node_secret(store: Store, name: str, public: str) -> None:
+    """Record the node's `name` key (its public part or fingerprint) once; refuse a process that differs.
+
+    Every process of a node must sign with the same ledger key and token secret: a second process started
+    with another one (its own generated file, a typo in shared configuration) would fork the ledger or reject
+    its peers' tokens, so it stops at start with a clear error instead."""
+    from citybrain.errors import AlreadyExists, Conflict
+    from citybrain.store.base import PutDoc
+
+    try:
+        await store.apply([PutDoc(NODE_KEYS, name, {"public": public}, expect_version=0)])
+        return
+    except (AlreadyExists, Conflict):
+        pass
+    doc = await store.get_doc(NODE_KEYS, name)
+    if doc is not None and doc.data.get("public") != public:
+        raise Conflict(
+            f"this process's {name} differs from the one the node's other processes use (stored in "
+            f"{NODE_KEYS}/{name}); give every process the same {SECRET_ENV[name]} (shared configuration)",
+            field=name,
+        )
+
+
+SECRET_ENV = {"ledger_key": "CITYBRAIN_LEDGER_KEY", "jwt_secret": "CITYBRAIN_JWT_SECRET"}
