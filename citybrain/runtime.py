@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import importlib
 import logging
 from collections.abc import Coroutine
@@ -23,6 +24,19 @@ from citybrain.events import Event, encode_event
 from citybrain.store import AddDeadLetter, AppendEvent, Store, open_store
 
 log = logging.getLogger("citybrain")
+
+
+class _FollowUps:
+    """Events of commands executed while another command finishes, published right after it."""
+
+    __slots__ = ("open", "events")
+
+    def __init__(self) -> None:
+        self.open = True  # closed once the parent published: a task spawned inside it publishes directly
+        self.events: list[Event] = []
+
+
+_follow_ups: contextvars.ContextVar[_FollowUps | None] = contextvars.ContextVar("follow_ups", default=None)
 
 # Components set up at start, in order. Each module has `async def setup(runtime) -> None`.
 COMPONENTS: list[str] = [
@@ -147,9 +161,23 @@ class CityBrain:
             ops.append(AppendEvent(event))
         if ops:
             await self.store.apply(ops)
-        if outcome.after is not None:
-            await outcome.after()
+        outer = _follow_ups.get()
+        if outer is not None and outer.open:  # a follow-up of a command still running: publish after it
+            if outcome.after is not None:
+                await outcome.after()
+            outer.events.append(event)
+            return outcome.result
+        mine = _FollowUps()
+        token = _follow_ups.set(mine)
+        try:
+            if outcome.after is not None:
+                await outcome.after()  # may execute follow-up commands: they are held in `mine`
+        finally:
+            mine.open = False
+            _follow_ups.reset(token)
         await self.publish(event)
+        for follow_up in mine.events:  # in the order they committed, after their parent
+            await self.publish(follow_up)
         return outcome.result
 
     async def emit(self, type_: str, data: dict[str, Any], ctx: Context | None = None, record: bool = True) -> Event:
@@ -157,7 +185,11 @@ class CityBrain:
         event = Event(type=type_, time=self.now(), context=ctx or self.context(), data=data)
         if record:
             await self.store.apply([AppendEvent(event)])
-        await self.publish(event)
+        outer = _follow_ups.get()
+        if outer is not None and outer.open:  # emitted while a command finishes: after that command's event
+            outer.events.append(event)
+        else:
+            await self.publish(event)
         return event
 
     async def publish(self, event: Event) -> None:
