@@ -163,9 +163,9 @@ class CityBrain:
             await self.store.apply(ops)
         outer = _follow_ups.get()
         if outer is not None and outer.open:  # a follow-up of a command still running: publish after it
+            outer.events.append(event)  # before its own follow-ups
             if outcome.after is not None:
                 await outcome.after()
-            outer.events.append(event)
             return outcome.result
         mine = _FollowUps()
         token = _follow_ups.set(mine)
