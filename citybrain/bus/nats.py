@@ -402,7 +402,7 @@ class NatsBus(Bus):
         duplicate_window: float = 120.0,
         max_age: float | None = 7 * 24 * 3600.0,
         max_bytes: int | None = None,
-        ack_wait: float = 30.0,
+        ack_wait: float = 10.0,  # a dead process's unacknowledged messages go to a survivor after this
         retry_delay: float = 0.5,
         batch: int = 256,
         queue_batch: int = 16,
