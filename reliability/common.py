@@ -36,7 +36,7 @@ def wait_mqtt(node: Node, timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
-            if "citybrain_mqtt_connected 1" in httpx.get(node.base + "/metrics", timeout=5).text:
+            if re.search(r"^citybrain_mqtt_connected 1(\.0)?$", httpx.get(node.base + "/metrics", timeout=5).text, re.M):
                 time.sleep(0.3)
                 return
         except httpx.HTTPError:
@@ -64,6 +64,6 @@ def mqtt_counts(node: Node) -> tuple[int, int]:
         text = httpx.get(node.base + "/metrics", timeout=10).text
     except httpx.HTTPError:
         return 0, 0
-    values = dict(re.findall(r"^(citybrain_mqtt_\w+_total) (\d+)$", text, re.M))
-    done = int(values.get("citybrain_mqtt_stored_total", 0)) + int(values.get("citybrain_mqtt_rejected_total", 0))
-    return int(values.get("citybrain_mqtt_received_total", 0)), done
+    values = {k: int(float(v)) for k, v in re.findall(r"^(citybrain_mqtt_\w+_total) ([0-9.e+]+)$", text, re.M)}
+    done = values.get("citybrain_mqtt_stored_total", 0) + values.get("citybrain_mqtt_rejected_total", 0)
+    return values.get("citybrain_mqtt_received_total", 0), done

@@ -49,6 +49,17 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
+_templates: dict[re.Pattern[str], str] = {}
+
+
+def _template(pattern: re.Pattern[str]) -> str:
+    """Return a fast route's path template (/entities/{entity_id}) from its pattern, once per route."""
+    got = _templates.get(pattern)
+    if got is None:
+        got = _templates[pattern] = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern.pattern).replace("\\", "").replace("/?", "")
+    return got
+
+
 @dataclass(frozen=True)
 class FastRoute:
     """A hot route answered by `FastRoutes`: method, full-match path pattern with named groups, handler.
@@ -89,6 +100,7 @@ class FastRoutes:
                     continue
                 params: dict[str, Any] = m.groupdict()
                 scope["path_params"] = params
+                scope["cb.route"] = _template(route.pattern)  # the metrics label: the template, not the path
                 request = Request(scope, receive)
                 try:
                     response = await route.handler(request, **params)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from citybrain.clock import parse_time
 from citybrain.ops.admission import Admission, Limits
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
 
 log = logging.getLogger("citybrain.ops")
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 ESCALATE_SUBJECT = "cb.event.command.case.escalate"
 
 
@@ -40,9 +41,9 @@ class Listeners:
 
     async def start(self) -> None:
         """Subscribe to stored observations and case escalations (best effort)."""
-        from citybrain.ingest.observations import OBS_SUBJECT
+        from citybrain.ingest.observations import OBS_ALL
 
-        for subject, handler in ((OBS_SUBJECT, self.on_obs), (ESCALATE_SUBJECT, self.on_escalate)):
+        for subject, handler in ((OBS_ALL, self.on_obs), (ESCALATE_SUBJECT, self.on_escalate)):
             try:
                 await self.rt.bus.subscribe(subject, handler)
             except Exception as exc:  # metrics must never stop a node from starting

@@ -36,6 +36,16 @@ if TYPE_CHECKING:
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _EXEMPT = ("/-/", "/metrics")
+
+
+def route_of(scope: Scope) -> str:
+    """Return the route template that answered a request (bounded label values), or 'unmatched'."""
+    fast = scope.get("cb.route")
+    if fast:
+        return str(fast)
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return str(path) if path else "unmatched"
 _MAX_CLIENTS = 10_000
 
 
@@ -168,11 +178,11 @@ class Admission:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.stats.observe(status[0], time.perf_counter() - start, write)
+            self.stats.observe(status[0], time.perf_counter() - start, write, route_of(scope), scope["method"])
 
     async def _problem(self, send: Send, rid: str, status: int, title: str, detail: str, retry: int) -> None:
         self.stats.shed[title] = self.stats.shed.get(title, 0) + 1
-        self.stats.observe(status, 0.0, True)
+        self.stats.observe(status, 0.0, True, "shed", "-")
         body = orjson.dumps({"type": f"https://citybrain.dev/errors/{title}", "title": title, "status": status,
                              "detail": detail, "retry_after": retry})
         headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),

@@ -7,6 +7,7 @@ import secrets
 import sys
 from typing import TYPE_CHECKING, Any
 
+from citybrain.errors import AlreadyExists
 from citybrain.trust.identity import Directory, Identity, register
 from citybrain.trust.secrets import fingerprint, node_file, pin_node_secret, read_or_create, write_secret
 from citybrain.trust.tokens import Unauthorized, decode, issue
@@ -69,7 +70,10 @@ class AuthService:
         if self.rt.settings.auth != "on" or await self.directory.count() > 0:
             return None
         ctx = self.rt.context("system:bootstrap")
-        await self.rt.execute("user.add", {"name": "admin", "role": "admin", "kind": "user"}, ctx)
+        try:
+            await self.rt.execute("user.add", {"name": "admin", "role": "admin", "kind": "user"}, ctx)
+        except AlreadyExists:  # another process of the node bootstrapped at the same moment: its key stands
+            return None
         key: str = (await self.rt.execute("user.key", {"name": "admin", "label": "bootstrap"}, ctx))["key"]
         path = node_file(self.rt.settings, ".admin-key")
         where = ""

@@ -20,7 +20,7 @@ PUBLIC = "public"
 FAMILIES: dict[str, str] = {
     "/-/health": PUBLIC, "/-/version": PUBLIC, "/api/v1/auth/token": PUBLIC,
     "/api/v1/ledger/checkpoint": PUBLIC, "/api/v1/ledger/key": PUBLIC,
-    "/-/": "introspection", "/docs": "login", "/redoc": "login", "/openapi.json": "login",
+    "/-/": "introspection", "/metrics": "introspection", "/docs": "login", "/redoc": "login", "/openapi.json": "login",
     "/static/": "login", "/community/": "login", "/case/": "login", "/api/v1/auth/": "login",
     "/api/v1/commands": "login",
     "/api/v1/map/": "dashboard", "/api/v1/dashboard": "dashboard", "/api/v1/stream": "dashboard",

@@ -34,7 +34,8 @@ async def test_metrics_are_valid_prometheus_text_with_ingest_and_queue_figures(t
             text = (await client.get("/metrics")).text
     lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     assert all(SAMPLE.match(ln) for ln in lines), [ln for ln in lines if not SAMPLE.match(ln)]
-    assert 'citybrain_observations_stored_total{type="RelSensor"} 5' in lines
+    stored = [ln for ln in lines if ln.startswith('citybrain_observations_stored_total{type="RelSensor"}')]
+    assert stored and float(stored[0].rsplit(" ", 1)[1]) == 5
     for name in ("citybrain_store_pending_writes", "citybrain_bus_backlog", "citybrain_ingest_rate",
                  "citybrain_ngsi_notification_failures_total", "citybrain_case_sla_breaches_total",
                  "citybrain_http_write_duration_seconds_count", "process_resident_memory_bytes"):
@@ -93,7 +94,37 @@ async def test_case_escalations_count_as_sla_breaches(tmp_path: Path) -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             for _ in range(50):
                 text = (await client.get("/metrics")).text
-                if "citybrain_case_sla_breaches_total 1" in text:
+                if "citybrain_case_sla_breaches_total 1.0" in text:
                     break
                 await asyncio.sleep(0.05)
-    assert "citybrain_case_sla_breaches_total 1" in text
+    assert "citybrain_case_sla_breaches_total 1.0" in text
+
+
+async def test_metrics_parse_with_prometheus_client_behind_auth(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rt = CityBrain(Settings(store=str(tmp_path / "p.db"), auth="on"))
+    app = create_app(rt)
+    async with app.router.lifespan_context(app):
+        key = (tmp_path / "p.db.admin-key").read_text().strip()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            assert (await client.get("/metrics")).status_code in (401, 403)  # no credential, no figures
+            auth = {"Authorization": f"Bearer {key}"}
+            await client.post("/ngsi-ld/v1/entities", headers=auth,
+                              json={"id": "urn:ngsi-ld:RelSensor:p", "type": "RelSensor"})
+            assert (await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:RelSensor:p", headers=auth)).status_code == 200
+            r = await client.get("/metrics", headers=auth)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    routes = {(s.labels.get("route"), s.labels.get("method"), s.labels.get("code"))
+              for s in families["citybrain_http_request_duration_seconds"].samples if s.name.endswith("_count")}
+    assert ("/ngsi-ld/v1/entities/{entity_id}", "GET", "200") in routes  # the fast lane names its template
+    assert ("/ngsi-ld/v1/entities", "POST", "201") in routes
+    assert families["citybrain_partition_owned"].samples  # one sample per pipeline partition
+    owned = {s.labels["partition"]: s.value for s in families["citybrain_partition_owned"].samples}
+    assert set(owned.values()) == {1.0}  # one process owns every partition
+    jobs = {s.labels["job"]: s.value for s in families["citybrain_singleton_job_running"].samples}
+    assert jobs.get("ledger") == 1.0
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds", "citybrain_store_pending_writes",
+                 "citybrain_bus_backlog", "citybrain_observations_stored"):
+        assert name in families, name

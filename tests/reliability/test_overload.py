@@ -44,7 +44,7 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(tmp_path: Path) 
         assert codes[2].headers["retry-after"] == "1"
         assert codes[2].json()["title"] == "TooManyRequests"
         assert (await client.get("/api/v1/stats")).status_code == 200, "reads are not rate limited"
-        assert 'citybrain_http_shed_total{reason="TooManyRequests"} 2' in (await client.get("/metrics")).text
+        assert 'citybrain_http_shed_total{reason="TooManyRequests"} 2.0' in (await client.get("/metrics")).text
     finally:
         await client.aclose()
         await rt.stop()
