@@ -40,7 +40,7 @@ from citybrain.store.sqlite import _HISTORY, _OBS_STATE, SqliteStore  # noqa: E4
 
 PG_HISTORY = (
     "INSERT INTO history(entity_id, name, observed_at, value, unit) VALUES (%s,%s,%s,%s,%s) "
-    "ON CONFLICT (entity_id, name, observed_at) DO UPDATE SET value=excluded.value, unit=excluded.unit"
+    "ON CONFLICT (entity_id, name, observed_at, instance) DO UPDATE SET value=excluded.value, unit=excluded.unit"
 )
 PG_STATE = _OBS_STATE.replace("?", "%s")
 # the same settings as SqliteStore's connections, so that the ratio measures the store, not the settings

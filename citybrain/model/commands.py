@@ -43,10 +43,11 @@ class EntityWrite(msgspec.Struct, kw_only=True):
 
 
 class AttrsWrite(msgspec.Struct, kw_only=True):
-    """Merge attributes into an entity."""
+    """Merge attributes into an entity (merge "patch"/"patch_existing": attrs are patches, see store.SetAttrs)."""
 
     id: str
     attrs: dict[str, Any]
+    merge: Literal["", "patch", "patch_existing"] = ""
 
 
 class EntityRef(msgspec.Struct, kw_only=True):
@@ -98,6 +99,17 @@ def check_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
             check_geometry(attr["value"], name)
         out[name] = {"type": kind, **{k: v for k, v in attr.items() if k != "type"}}
     return out
+
+
+def check_patches(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Validate attribute patches (the store merges them and checks the result); raise ValidationError."""
+    for name, patch in attrs.items():
+        if not isinstance(patch, dict) or patch.get("type", "Property") not in ATTR_TYPES:
+            raise ValidationError(f"{name}: a patch is an attribute object of a known type", field=str(name))
+        check_attrs({name: {"type": "Property", "value": True}})  # the same rules for the name
+        if patch.get("type") == "GeoProperty" and patch.get("value") is not None:
+            check_geometry(patch["value"], name)
+    return attrs
 
 
 def check_geometry(geo: Any, field: str) -> None:
@@ -161,8 +173,8 @@ async def update_attrs(rt: CityBrain, cmd: AttrsWrite, ctx: Context) -> Outcome:
     directory: Directory = rt.services["directory"]
     if cmd.id not in directory.types:
         raise NotFound(f"entity {cmd.id} not found", field="id")
-    attrs = check_attrs(cmd.attrs)
-    return Outcome(ops=[SetAttrs(cmd.id, attrs, rt.now())], result=cmd.id,
+    attrs = check_patches(cmd.attrs) if cmd.merge else check_attrs(cmd.attrs)
+    return Outcome(ops=[SetAttrs(cmd.id, attrs, rt.now(), merge=cmd.merge)], result=cmd.id,
                    event={"id": cmd.id, "attrs": sorted(attrs)})
 
 

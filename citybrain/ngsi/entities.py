@@ -11,6 +11,7 @@ from citybrain.errors import CityBrainError
 from citybrain.model.entity import Entity
 from citybrain.model.urn import is_urn
 from citybrain.ngsi.convert import (
+    META,
     NULL,
     attr_in,
     attrs_in,
@@ -161,9 +162,20 @@ async def update_attrs(request: Request, entity_id: str) -> Response:
     return partial(sorted(attrs), missing, ctx)
 
 
+def patch_of(old: dict[str, Any] | None, merged: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    """Return the store patch (store.SetAttrs merge) of the stored `keys` a request changed: their merged
+    values, None where the merge removed one, and the type; a new attribute or a new type: every key.
+
+    The request is checked by merging it into the attribute as read; the store then merges only these keys
+    into the attribute as it is at commit, so a concurrent patch of other keys is kept, not overwritten."""
+    if old is None or merged.get("type") != old.get("type"):
+        keys = set(merged) | set(old or ())
+    return {k: merged.get(k) for k in keys | {"type"}}
+
+
 @route(router, "/entities/{entity_id}/attrs/{attr}", ["PATCH"], 204, fast=True)
 async def partial_update(request: Request, entity_id: str, attr: str) -> Response:
-    """Merge a fragment into one existing attribute."""
+    """Merge a fragment into one existing attribute (atomically: the store merges it at commit)."""
     rt = await tenant_runtime(request)
     body, ctx = await body_and_context(request, rt)
     entity = await load(rt, entity_id)
@@ -173,8 +185,11 @@ async def partial_update(request: Request, entity_id: str, attr: str) -> Respons
     if name not in entity.attrs:
         raise ResourceNotFound(f"attribute {attr}{instance_label(body)} not found on {entity_id}")
     fragment = {k: v for k, v in body.items() if k != "@context"}
-    merged = attr_in(attr, merge_attr(entity.attrs[name], fragment), ctx)
-    await execute(rt, request, "entity.update", {"id": entity.id, "attrs": {name: merged}})
+    old = entity.attrs[name]
+    merged = attr_in(attr, merge_attr(old, fragment), ctx)
+    patch = patch_of(old, merged, {k if k in META else to_storage(k, ctx) for k in fragment})
+    await execute(rt, request, "entity.update",
+                  {"id": entity.id, "attrs": {name: patch}, "merge": "patch_existing"})
     return Response(status_code=204)
 
 
@@ -257,8 +272,8 @@ async def merge_into(rt: CityBrain, request: Request, entity: Entity, body: dict
                 drop.append(name)
             continue
         old = entity.attrs.get(name)
-        write[name] = attr_in(name, merge_attr(old, raw), ctx) if old else raw
-    if write:
-        await execute(rt, request, "entity.update", {"id": entity.id, "attrs": write})
+        write[name] = patch_of(old, attr_in(name, merge_attr(old, raw), ctx) if old else raw, set(raw))
+    if write:  # merged by the store at commit (patch_of), so concurrent merge-patches keep each other's keys
+        await execute(rt, request, "entity.update", {"id": entity.id, "attrs": write, "merge": "patch"})
     if drop:
         await execute(rt, request, "entity.delete_attrs", {"id": entity.id, "names": drop})

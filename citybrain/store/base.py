@@ -17,9 +17,15 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
-from citybrain.errors import Unavailable
+from citybrain.context import new_id
+from citybrain.errors import NotFound, Unavailable, ValidationError
 from citybrain.events import Event
 from citybrain.model.entity import Attribute, Entity, HistoryRow, ObservationRow
+
+
+def new_instance() -> str:
+    """Return the history instance of one attribute write: a ULID, increasing within a process."""
+    return new_id()
 
 
 class UpsertEntity(msgspec.Struct, tag=True):
@@ -29,6 +35,7 @@ class UpsertEntity(msgspec.Struct, tag=True):
     entity: Entity
     mode: Literal["create", "upsert", "replace", "update"] = "upsert"
     history: bool = True  # record attribute values in history
+    instance: str = msgspec.field(default_factory=new_instance)  # the history rows' instance (see SetAttrs)
 
 
 class DeleteEntity(msgspec.Struct, tag=True):
@@ -39,12 +46,20 @@ class DeleteEntity(msgspec.Struct, tag=True):
 
 
 class SetAttrs(msgspec.Struct, tag=True):
-    """Merge attributes into an existing entity (NotFound if missing); records history."""
+    """Write attributes of an existing entity (NotFound if missing); records history.
+
+    merge "": each given attribute object replaces the stored one. "patch": each is a patch merged into the
+    stored object by the writer, inside its transaction (keys replace, None removes, a different type replaces
+    the whole object; an absent attribute is created from the patch); "patch_existing": the same, but an
+    absent attribute is NotFound. So concurrent patches of one attribute never lose each other's keys.
+    instance keys this write's history rows: one per write, so no other write replaces them."""
 
     entity_id: str
     attrs: dict[str, Attribute]
     modified_at: str
     history: bool = True
+    merge: Literal["", "patch", "patch_existing"] = ""
+    instance: str = msgspec.field(default_factory=new_instance)
 
 
 class DeleteAttrs(msgspec.Struct, tag=True):
@@ -168,6 +183,49 @@ def join_attr(value: str, observed_at: str | None, unit: str | None, extra: str 
     if unit:
         attr["unitCode"] = unit
     return attr
+
+
+# the member an attribute object must hold, by attribute type (as model.commands.check_attrs requires)
+VALUE_MEMBER = {"Relationship": "object", "ListRelationship": "object", "LanguageProperty": "languageMap"}
+
+
+def patch_attr(name: str, old: Attribute | None, patch: Attribute) -> Attribute:
+    """Merge a SetAttrs patch into a stored attribute object (None: absent) and check the result."""
+    if old is None or ("type" in patch and patch["type"] != old.get("type")):
+        out: Attribute = {k: v for k, v in patch.items() if v is not None}
+    else:
+        out = dict(old)
+        for key, value in patch.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = value
+    kind = out.setdefault("type", "Property")
+    member = VALUE_MEMBER.get(kind, "value")
+    if out.get(member) is None:
+        raise ValidationError(f"{name}: a {kind} needs a non-null {member!r}", field=name)
+    return out
+
+
+def patched(op: SetAttrs, stored: dict[str, Attribute]) -> dict[str, Attribute]:
+    """Return the attribute objects a merging SetAttrs writes, given the stored ones it names."""
+    out: dict[str, Attribute] = {}
+    for name, patch in op.attrs.items():
+        old = stored.get(name)
+        if old is None and op.merge == "patch_existing":
+            raise NotFound(f"attribute {name} not found on {op.entity_id}", field=name)
+        out[name] = patch_attr(name, old, patch)
+    return out
+
+
+def observed_keys(ops: Sequence[Op]) -> set[tuple[str, str, str]]:
+    """Return the (entity, attribute, observedAt) of every observation a batch records.
+
+    A batch that sets an attribute and records it as an observation (the NGSI-LD temporal write) keeps one
+    history row: the observation's, which re-sending the same instance replaces instead of adding to."""
+    if not any(isinstance(op, WriteObservations) for op in ops):
+        return set()
+    return {(r.entity_id, r.attr, r.observed_at) for op in ops if isinstance(op, WriteObservations) for r in op.rows}
 
 
 def point_of(location: dict[str, Any] | None) -> tuple[float | None, float | None]:

@@ -1,8 +1,10 @@
 """PostgreSQL adapter of the store port: one writer connection doing the group commit, a pool of readers.
 
-The writer runs every group of batches in one transaction with a SAVEPOINT per batch (a failing batch
-fails alone). If its connection dies, the group fails with Unavailable and the next commit reconnects
-with backoff. Readers use an autocommit pool and retry once on a dropped connection.
+The writer runs every group of batches in one transaction (a failing batch fails alone; pgwrite turns each
+operation into SQL). Several processes, each with its own writer, share a database through pgorder: rows
+locked in one fixed order, a deadlock retried inside the store, events numbered in commit order. If the
+writer's connection dies, the group fails with Unavailable and the next commit reconnects with backoff.
+Readers use an autocommit pool and retry once on a dropped connection.
 """
 
 from __future__ import annotations
@@ -21,54 +23,30 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from citybrain.errors import AlreadyExists, CityBrainError, Conflict, NotFound, Unavailable
+from citybrain.errors import AlreadyExists, CityBrainError, Conflict, Unavailable
 from citybrain.events import Event
-from citybrain.model.entity import Entity, HistoryRow, ObservationRow
+from citybrain.model.entity import Entity, HistoryRow
 from citybrain.store.base import (
-    AddDeadLetter,
-    AppendEvent,
     DeadLetter,
-    DeleteAttrs,
-    DeleteDoc,
-    DeleteEntity,
     Doc,
     EntityQuery,
     Op,
-    PutDoc,
-    SetAttrs,
     Store,
-    UpsertEntity,
-    WriteObservations,
     dumps,
     join_attr,
-    point_of,
-    split_attr,
+    observed_keys,
 )
+from citybrain.store.pgorder import RETRYABLE, append_events, event_rows, lock_rows, pause
+from citybrain.store.pgwrite import NOW as _NOW
+from citybrain.store.pgwrite import apply_op, observation_rows
 from citybrain.store.schema import POSTGRES_MIGRATIONS
+
+__all__ = ["PostgresStore", "check_schema", "observation_rows", "schema_url"]
 
 T = TypeVar("T")
 Cur = AsyncCursor[tuple[Any, ...]]
 
 _MIGRATION_LOCK = 0x63697479627261  # "citybra": one advisory lock for every process migrating this database
-_NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-# Rows travel as one JSON array of arrays: far cheaper to send than per-row parameters or text[] arrays.
-_ROWS5 = "SELECT r->>0, r->>1, r->>2, r->>3, r->>4 FROM json_array_elements(%s::json) r"
-_OBS_HISTORY = (
-    f"INSERT INTO history(entity_id, name, observed_at, value, unit) {_ROWS5} "
-    "ON CONFLICT (entity_id, name, observed_at) DO UPDATE SET value=excluded.value, unit=excluded.unit"
-)
-_OBS_STATE = (
-    f"INSERT INTO attrs(entity_id, name, value, observed_at, unit) {_ROWS5} "
-    "ON CONFLICT (entity_id, name) DO UPDATE SET value=excluded.value, observed_at=excluded.observed_at, "
-    "unit=coalesce(excluded.unit, attrs.unit) "
-    "WHERE attrs.observed_at IS NULL OR excluded.observed_at >= attrs.observed_at"
-)
-_ATTR_UPSERT = (
-    "INSERT INTO attrs(entity_id, name, value, observed_at, unit, extra) "
-    "SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5 FROM json_array_elements(%s::json) r "
-    "ON CONFLICT (entity_id, name) DO UPDATE SET value=excluded.value, observed_at=excluded.observed_at, "
-    "unit=excluded.unit, extra=excluded.extra"
-)
 _ECOLS = "id, type, place, location, created_at, modified_at, scope"
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A schema name citybrain creates: letters, digits, _ and -, at most 63 bytes (PostgreSQL's NAMEDATALEN - 1).
@@ -97,32 +75,6 @@ def schema_url(url: str, schema: str) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def _json_rows(rows: Sequence[tuple[Any, ...]]) -> tuple[str]:
-    """Return the parameters of a json_array_elements statement: the rows as one JSON text."""
-    return (orjson.dumps(rows).decode(),)
-
-
-def observation_rows(rows: Sequence[ObservationRow]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Return (history, state) rows of observations, each key once (a statement may touch a row only once).
-
-    History keeps the last row per (entity, attr, observedAt), like INSERT OR REPLACE; state keeps the
-    newest observedAt per (entity, attr), later rows winning ties, carrying a unit forward if omitted."""
-    hist: dict[tuple[str, str, str], tuple[str, str | None]] = {}
-    state: dict[tuple[str, str], tuple[str, str, str | None]] = {}
-    for r in rows:
-        value = dumps(r.value)
-        hist[(r.entity_id, r.attr, r.observed_at)] = (value, r.unit)
-        key = (r.entity_id, r.attr)
-        cur = state.get(key)
-        if cur is None:
-            state[key] = (value, r.observed_at, r.unit)
-        elif r.observed_at >= cur[1]:
-            state[key] = (value, r.observed_at, cur[2] if r.unit is None else r.unit)
-    return [(e, a, t, v, u) for (e, a, t), (v, u) in hist.items()], [
-        (e, a, v, t, u) for (e, a), (v, t, u) in state.items()
-    ]
-
-
 def _as_error(exc: Exception) -> Exception:
     """Map a database error to the citybrain error hierarchy."""
     if isinstance(exc, CityBrainError):
@@ -140,7 +92,8 @@ class PostgresStore(Store):
     """The server store: PostgreSQL 15+, for several processes and large cities."""
 
     def __init__(
-        self, url: str, max_batches: int = 256, readers: int = 4, reconnect_attempts: int = 5
+        self, url: str, max_batches: int = 256, readers: int = 4, reconnect_attempts: int = 5,
+        retry_attempts: int = 12,
     ) -> None:
         super().__init__(max_batches)
         self.url = url
@@ -152,6 +105,8 @@ class PostgresStore(Store):
         self._wconn: AsyncConnection[tuple[Any, ...]] | None = None
         self._pool: AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]] | None = None
         self.reconnects = 0
+        self.retries = 0  # transactions run again after a deadlock or serialization failure
+        self._retry_attempts = retry_attempts
         self._optimistic_failures = 3  # failed batches retried without savepoints before using them
 
     # connections -----------------------------------------------------------------------------
@@ -256,6 +211,19 @@ class PostgresStore(Store):
 
     # writing ---------------------------------------------------------------------------------
     async def _commit(self, batches: list[Sequence[Op]]) -> list[BaseException | None]:
+        """Commit the group; a deadlock or serialization failure runs it again (pgorder), never reaching callers."""
+        attempt = 0
+        while True:
+            try:
+                return await self._commit_once(batches)
+            except RETRYABLE as exc:
+                attempt += 1
+                if attempt > self._retry_attempts:
+                    raise Unavailable(f"postgres: still failing after {attempt} attempts: {exc}") from exc
+                self.retries += 1
+                await pause(attempt)
+
+    async def _commit_once(self, batches: list[Sequence[Op]]) -> list[BaseException | None]:
         conn = await self._writer_conn()
         try:
             return await self._commit_on(conn, batches)
@@ -269,7 +237,7 @@ class PostgresStore(Store):
                 except psycopg.Error:
                     self._wconn = None
                     await conn.close()
-            if isinstance(exc, psycopg.Error):
+            if isinstance(exc, psycopg.Error) and not isinstance(exc, RETRYABLE):
                 raise _as_error(exc) from exc
             raise
 
@@ -284,174 +252,36 @@ class PostgresStore(Store):
         while True:
             savepoints = len(failed) >= self._optimistic_failures
             async with conn.cursor() as cur:
+                await lock_rows(cur, [ops for i, ops in enumerate(batches) if i not in failed])
+                events: list[bytes] = []
                 for i, ops in enumerate(batches):
                     if i in failed:
                         continue
                     if savepoints:
                         await cur.execute("SAVEPOINT b")
                     try:
+                        observed = observed_keys(ops)
                         for op in ops:
-                            await self._apply_op(cur, op)
+                            await apply_op(cur, op, observed)
+                        rows = event_rows(ops)
                     except Exception as exc:
-                        if conn.broken:
+                        if conn.broken or isinstance(exc, RETRYABLE):
                             raise
                         failed[i] = _as_error(exc)
                         if not savepoints:
                             await conn.rollback()
                             break
                         await cur.execute("ROLLBACK TO SAVEPOINT b")
+                    else:
+                        events += rows
                     if savepoints:
                         await cur.execute("RELEASE SAVEPOINT b")
                 else:
+                    await append_events(cur, events)
                     await conn.commit()
                     return [failed.get(i) for i in range(len(batches))]
             if len(failed) == len(batches):
                 return [failed[i] for i in range(len(batches))]
-
-    async def _apply_op(self, cur: Cur, op: Op) -> None:
-        if isinstance(op, WriteObservations):
-            if op.rows:
-                hist, state = observation_rows(op.rows)
-                await cur.execute(_OBS_HISTORY, _json_rows(hist))
-                await cur.execute(_OBS_STATE, _json_rows(state))
-        elif isinstance(op, UpsertEntity):
-            await self._upsert_entity(cur, op)
-        elif isinstance(op, SetAttrs):
-            await self._require(cur, op.entity_id)
-            await self._write_attrs(cur, op.entity_id, op.attrs, op.modified_at, op.history)
-            await cur.execute(
-                "UPDATE entities SET modified_at=%s WHERE id=%s", (op.modified_at, op.entity_id)
-            )
-            if "location" in op.attrs:
-                await self._set_location(cur, op.entity_id, op.attrs["location"].get("value"))
-        elif isinstance(op, DeleteAttrs):
-            await self._require(cur, op.entity_id)
-            await cur.execute(
-                "DELETE FROM attrs WHERE entity_id=%s AND name = ANY(%s::text[]) RETURNING name",
-                (op.entity_id, op.names),
-            )
-            gone = {r[0] for r in await cur.fetchall()}
-            for name in op.names:
-                if name not in gone:
-                    raise NotFound(f"attribute {name} not found on {op.entity_id}", field=name)
-            if "location" in gone:
-                await self._set_location(cur, op.entity_id, None)
-            await cur.execute(
-                "UPDATE entities SET modified_at=%s WHERE id=%s", (op.modified_at, op.entity_id)
-            )
-        elif isinstance(op, DeleteEntity):
-            await cur.execute("DELETE FROM entities WHERE id=%s", (op.id,))
-            if cur.rowcount == 0 and not op.missing_ok:
-                raise NotFound(f"entity {op.id} not found", field="id")
-            await cur.execute("DELETE FROM attrs WHERE entity_id=%s", (op.id,))
-        elif isinstance(op, PutDoc):
-            await self._put_doc(cur, op)
-        elif isinstance(op, DeleteDoc):
-            await cur.execute("DELETE FROM docs WHERE collection=%s AND id=%s", (op.collection, op.id))
-        elif isinstance(op, AppendEvent):
-            ev = op.event
-            await cur.execute(
-                "INSERT INTO events(id, type, time, context, data) VALUES (%s,%s,%s,%s::jsonb,%s::jsonb) "
-                "ON CONFLICT (id) DO NOTHING",
-                (ev.id, ev.type, ev.time, dumps(ev.context.to_dict()), dumps(ev.data)),
-            )
-        elif isinstance(op, AddDeadLetter):
-            await cur.execute(
-                "INSERT INTO deadletters(time, source, reason, payload) VALUES (%s,%s,%s,%s)",
-                (op.time, op.source, op.reason, op.payload),
-            )
-        else:  # pragma: no cover - the Op union is closed
-            raise TypeError(f"unknown store operation {op!r}")
-
-    @staticmethod
-    async def _require(cur: Cur, entity_id: str) -> None:
-        await cur.execute("SELECT 1 FROM entities WHERE id=%s", (entity_id,))
-        if await cur.fetchone() is None:
-            raise NotFound(f"entity {entity_id} not found", field="id")
-
-    async def _put_doc(self, cur: Cur, op: PutDoc) -> None:
-        await cur.execute(
-            "SELECT version FROM docs WHERE collection=%s AND id=%s FOR UPDATE", (op.collection, op.id)
-        )
-        row = await cur.fetchone()
-        current = row[0] if row else 0
-        if op.expect_version is not None and op.expect_version != current:
-            if op.expect_version == 0:
-                raise AlreadyExists(f"{op.collection}/{op.id} already exists", field="id")
-            raise Conflict(
-                f"{op.collection}/{op.id} changed (version {current}, expected {op.expect_version})"
-            )
-        if row is None:  # a concurrent insert by another process raises UniqueViolation -> AlreadyExists
-            await cur.execute(
-                "INSERT INTO docs(collection, id, data, version, updated_at) "
-                f"VALUES (%s,%s,%s::jsonb,1,{_NOW})",
-                (op.collection, op.id, dumps(op.data)),
-            )
-        else:
-            await cur.execute(
-                f"UPDATE docs SET data=%s::jsonb, version=version+1, updated_at={_NOW} "
-                "WHERE collection=%s AND id=%s",
-                (dumps(op.data), op.collection, op.id),
-            )
-
-    async def _upsert_entity(self, cur: Cur, op: UpsertEntity) -> None:
-        e = op.entity
-        await cur.execute("SELECT 1 FROM entities WHERE id=%s FOR UPDATE", (e.id,))
-        exists = await cur.fetchone() is not None
-        if op.mode == "create" and exists:
-            raise AlreadyExists(f"entity {e.id} already exists", field="id")
-        if op.mode == "update" and not exists:
-            raise NotFound(f"entity {e.id} not found", field="id")
-        attrs = dict(e.attrs)
-        location = e.location
-        if location is None and "location" in attrs:
-            location = attrs["location"].get("value")
-        lon, lat = point_of(location)
-        loc = dumps(location) if location else None
-        if not exists:
-            await cur.execute(
-                "INSERT INTO entities(id, type, place, location, lon, lat, created_at, modified_at, scope) "
-                "VALUES (%s,%s,%s,%s::jsonb,%s,%s,%s,%s,%s)",
-                (e.id, e.type, e.place, loc, lon, lat, e.created_at, e.modified_at or e.created_at, e.scope),
-            )
-        elif op.mode == "replace":
-            await cur.execute("DELETE FROM attrs WHERE entity_id=%s", (e.id,))
-            await cur.execute(
-                "UPDATE entities SET type=%s, place=%s, location=%s::jsonb, lon=%s, lat=%s, "
-                "modified_at=coalesce(nullif(%s, ''), modified_at), scope=%s WHERE id=%s",
-                (e.type, e.place, loc, lon, lat, e.modified_at, e.scope, e.id),
-            )
-        else:
-            await cur.execute(
-                "UPDATE entities SET modified_at=coalesce(nullif(%s, ''), modified_at), "
-                "place=coalesce(%s, place), scope=coalesce(%s, scope) WHERE id=%s",
-                (e.modified_at, e.place, e.scope, e.id),
-            )
-            if location is not None:
-                await self._set_location(cur, e.id, location)
-        if attrs:
-            await self._write_attrs(cur, e.id, attrs, e.modified_at or e.created_at, op.history)
-
-    @staticmethod
-    async def _set_location(cur: Cur, entity_id: str, location: dict[str, Any] | None) -> None:
-        lon, lat = point_of(location)
-        await cur.execute(
-            "UPDATE entities SET location=%s::jsonb, lon=%s, lat=%s WHERE id=%s",
-            (dumps(location) if location else None, lon, lat, entity_id),
-        )
-
-    @staticmethod
-    async def _write_attrs(cur: Cur, entity_id: str, attrs: dict[str, Any], when: str, history: bool) -> None:
-        state: list[tuple[Any, ...]] = []
-        hist: list[tuple[Any, ...]] = []
-        for name, attr in attrs.items():
-            value, observed_at, unit, extra = split_attr(attr)
-            state.append((entity_id, name, value, observed_at, unit, extra))
-            if history:
-                hist.append((entity_id, name, observed_at or when, value, unit))
-        await cur.execute(_ATTR_UPSERT, _json_rows(state))
-        if hist:
-            await cur.execute(_OBS_HISTORY, _json_rows(hist))
 
     # reading ---------------------------------------------------------------------------------
     async def _read(self, fn: Callable[[Cur], Awaitable[T]]) -> T:
@@ -580,16 +410,16 @@ class PostgresStore(Store):
                 clauses.append(clause)
                 params.append(value)
         where = " AND ".join(clauses)
-        cols = "entity_id, name, observed_at, value, unit"
+        cols = "entity_id, name, observed_at, value, unit, instance"
         if last_n is not None:
             sql = (
                 f"SELECT * FROM (SELECT {cols} FROM history WHERE {where} "
-                "ORDER BY observed_at DESC, name DESC "
-                "LIMIT %s) h ORDER BY observed_at, name"
+                "ORDER BY observed_at DESC, name DESC, instance DESC "
+                "LIMIT %s) h ORDER BY observed_at, name, instance"
             )
             params.append(min(last_n, limit))
         else:
-            sql = f"SELECT {cols} FROM history WHERE {where} ORDER BY observed_at, name LIMIT %s"
+            sql = f"SELECT {cols} FROM history WHERE {where} ORDER BY observed_at, name, instance LIMIT %s"
             params.append(limit)
         return [
             HistoryRow(entity_id=r[0], attr=r[1], observed_at=r[2], value=orjson.loads(r[3]), unit=r[4])

@@ -64,6 +64,27 @@ CREATE TABLE deadletters (
 )
 """,
     ),
+    # 2: `instance` joins the history key. Observations (WriteObservations) keep '' and stay idempotent per
+    # (entity, attribute, observedAt); each attribute write of a command brings its own ULID, so two writes in
+    # one millisecond, or a partial update that keeps the old observedAt, no longer replace each other's row.
+    (
+        2,
+        """
+CREATE TABLE history_v2 (
+    entity_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    observed_at TEXT NOT NULL,
+    instance TEXT NOT NULL DEFAULT '',
+    value TEXT,
+    unit TEXT,
+    PRIMARY KEY (entity_id, name, observed_at, instance)
+) WITHOUT ROWID;
+INSERT INTO history_v2(entity_id, name, observed_at, instance, value, unit)
+    SELECT entity_id, name, observed_at, '', value, unit FROM history;
+DROP TABLE history;
+ALTER TABLE history_v2 RENAME TO history
+""",
+    ),
 ]
 
 POSTGRES_MIGRATIONS: list[tuple[int, str]] = [
@@ -127,6 +148,16 @@ CREATE TABLE deadletters (
     payload TEXT NOT NULL,
     replayed BOOLEAN NOT NULL DEFAULT FALSE
 )
+""",
+    ),
+    # 2: `instance` joins the history key (see SQLITE_MIGRATIONS 2); adding a column with a constant default
+    # rewrites nothing, the new primary key index is built once.
+    (
+        2,
+        """
+ALTER TABLE history ADD COLUMN instance TEXT NOT NULL DEFAULT '';
+ALTER TABLE history DROP CONSTRAINT history_pkey;
+ALTER TABLE history ADD PRIMARY KEY (entity_id, name, observed_at, instance)
 """,
     ),
 ]

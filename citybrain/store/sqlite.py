@@ -32,6 +32,8 @@ from citybrain.store.base import (
     dumps,
     join_attr,
     loads,
+    observed_keys,
+    patched,
     point_of,
     split_attr,
 )
@@ -50,7 +52,11 @@ _OBS_STATE = (
     "unit=coalesce(excluded.unit, attrs.unit) "
     "WHERE attrs.observed_at IS NULL OR excluded.observed_at >= attrs.observed_at"
 )
+# observations keep instance '': the same reading stored again replaces its row (idempotent ingest)
 _HISTORY = "INSERT OR REPLACE INTO history(entity_id, name, observed_at, value, unit) VALUES (?,?,?,?,?)"
+_ATTR_HISTORY = (
+    "INSERT OR REPLACE INTO history(entity_id, name, observed_at, instance, value, unit) VALUES (?,?,?,?,?,?)"
+)
 
 
 def _regexp(pattern: str, value: str | None) -> bool:
@@ -185,8 +191,9 @@ class SqliteStore(Store):
                     if savepoints:
                         conn.execute("SAVEPOINT b")
                     try:
+                        observed = observed_keys(ops)
                         for op in ops:
-                            self._apply_op(conn, op)
+                            self._apply_op(conn, op, observed)
                     except Exception as exc:
                         failed[i] = exc
                         if not savepoints:
@@ -206,7 +213,7 @@ class SqliteStore(Store):
             if len(failed) == len(batches):
                 return [failed[i] for i in range(len(batches))]
 
-    def _apply_op(self, conn: sqlite3.Connection, op: Op) -> None:
+    def _apply_op(self, conn: sqlite3.Connection, op: Op, observed: set[tuple[str, str, str]]) -> None:
         if isinstance(op, WriteObservations):
             rows = op.rows
             if not rows:
@@ -215,14 +222,15 @@ class SqliteStore(Store):
             conn.executemany(_HISTORY, enc)
             conn.executemany(_OBS_STATE, [(e, a, v, t, u) for e, a, t, v, u in enc])
         elif isinstance(op, UpsertEntity):
-            self._upsert_entity(conn, op)
+            self._upsert_entity(conn, op, observed)
         elif isinstance(op, SetAttrs):
             if conn.execute("SELECT 1 FROM entities WHERE id=?", (op.entity_id,)).fetchone() is None:
                 raise NotFound(f"entity {op.entity_id} not found", field="id")
-            self._write_attrs(conn, op.entity_id, op.attrs, op.modified_at, op.history)
+            attrs = self._merged(conn, op) if op.merge else op.attrs
+            self._write_attrs(conn, op.entity_id, attrs, op.modified_at, op.history, op.instance, observed)
             conn.execute("UPDATE entities SET modified_at=? WHERE id=?", (op.modified_at, op.entity_id))
-            if "location" in op.attrs:
-                self._set_location(conn, op.entity_id, op.attrs["location"].get("value"))
+            if "location" in attrs:
+                self._set_location(conn, op.entity_id, attrs["location"].get("value"))
         elif isinstance(op, DeleteAttrs):
             if conn.execute("SELECT 1 FROM entities WHERE id=?", (op.entity_id,)).fetchone() is None:
                 raise NotFound(f"entity {op.entity_id} not found", field="id")
@@ -269,7 +277,18 @@ class SqliteStore(Store):
         else:  # pragma: no cover - the Op union is closed
             raise TypeError(f"unknown store operation {op!r}")
 
-    def _upsert_entity(self, conn: sqlite3.Connection, op: UpsertEntity) -> None:
+    @staticmethod
+    def _merged(conn: sqlite3.Connection, op: SetAttrs) -> dict[str, Any]:
+        """Merge the patches of `op` into the stored attributes; the writer holds the file's write lock."""
+        names = list(op.attrs)
+        marks = ",".join("?" * len(names))
+        rows = conn.execute(
+            f"SELECT name, value, observed_at, unit, extra FROM attrs WHERE entity_id=? AND name IN ({marks})",
+            [op.entity_id, *names],
+        ).fetchall()
+        return patched(op, {r[0]: join_attr(r[1], r[2], r[3], r[4]) for r in rows})
+
+    def _upsert_entity(self, conn: sqlite3.Connection, op: UpsertEntity, observed: set[tuple[str, str, str]]) -> None:
         e = op.entity
         exists = conn.execute("SELECT 1 FROM entities WHERE id=?", (e.id,)).fetchone() is not None
         if op.mode == "create" and exists:
@@ -305,7 +324,7 @@ class SqliteStore(Store):
                 if location is not None:
                     self._set_location(conn, e.id, location)
         if attrs:
-            self._write_attrs(conn, e.id, attrs, e.modified_at or e.created_at, op.history)
+            self._write_attrs(conn, e.id, attrs, e.modified_at or e.created_at, op.history, op.instance, observed)
 
     def _set_location(self, conn: sqlite3.Connection, entity_id: str, location: dict[str, Any] | None) -> None:
         lon, lat = point_of(location)
@@ -315,18 +334,20 @@ class SqliteStore(Store):
         )
 
     def _write_attrs(
-        self, conn: sqlite3.Connection, entity_id: str, attrs: dict[str, Any], when: str, history: bool
+        self, conn: sqlite3.Connection, entity_id: str, attrs: dict[str, Any], when: str, history: bool,
+        instance: str, observed: set[tuple[str, str, str]],
     ) -> None:
         state = []
         hist = []
         for name, attr in attrs.items():
             value, observed_at, unit, extra = split_attr(attr)
             state.append((entity_id, name, value, observed_at, unit, extra))
-            if history:
-                hist.append((entity_id, name, observed_at or when, value, unit))
+            at = observed_at or when
+            if history and (entity_id, name, at) not in observed:
+                hist.append((entity_id, name, at, instance, value, unit))
         conn.executemany(_ATTR_UPSERT, state)
         if hist:
-            conn.executemany(_HISTORY, hist)
+            conn.executemany(_ATTR_HISTORY, hist)
 
     # reading ---------------------------------------------------------------------------------
     @staticmethod
@@ -450,11 +471,12 @@ class SqliteStore(Store):
             params.append(until)
         where = " AND ".join(clauses)
         if last_n is not None:
-            sql = (f"SELECT * FROM (SELECT entity_id, name, observed_at, value, unit FROM history WHERE {where} "
-                   "ORDER BY observed_at DESC, name DESC LIMIT ?) ORDER BY observed_at, name")
+            sql = (f"SELECT * FROM (SELECT entity_id, name, observed_at, value, unit, instance FROM history WHERE {where} "
+                   "ORDER BY observed_at DESC, name DESC, instance DESC LIMIT ?) ORDER BY observed_at, name, instance")
             params.append(min(last_n, limit))
         else:
-            sql = f"SELECT entity_id, name, observed_at, value, unit FROM history WHERE {where} ORDER BY observed_at, name LIMIT ?"
+            sql = (f"SELECT entity_id, name, observed_at, value, unit FROM history WHERE {where} "
+                   "ORDER BY observed_at, name, instance LIMIT ?")
             params.append(limit)
 
         def run(conn: sqlite3.Connection) -> list[HistoryRow]:
