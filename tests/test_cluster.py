@@ -29,11 +29,11 @@ def node(tmp_path: object, bus: object, pid: str, **more: object) -> CityBrain:
     return CityBrain(settings, bus=bus if isinstance(bus, MemoryBus) else None, components=COMPONENTS)
 
 
-async def wait_for(check: Callable[[], bool], timeout: float = 5.0) -> float:
+async def wait_for(check: Callable[[], bool], limit: float = 5.0) -> float:
     """Wait until check() holds; return how long it took."""
     start = time.monotonic()
     while not check():
-        if time.monotonic() - start > timeout:
+        if time.monotonic() - start > limit:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.05)
     return time.monotonic() - start
@@ -111,8 +111,8 @@ async def test_partitions_are_shared_and_move_on_death(tmp_path: object) -> None
         assert sum(counter.running.values()) == 1
         runner, other = (a, b) if counter.running.get("a") else (b, a)
         crash(runner)
-        took = await wait_for(lambda: len(other.cluster.owned) == 6, timeout=6.0)
-        await wait_for(lambda: counter.running.get(other.cluster.process_id) == 1, timeout=2.0)
+        took = await wait_for(lambda: len(other.cluster.owned) == 6, limit=6.0)
+        await wait_for(lambda: counter.running.get(other.cluster.process_id) == 1, limit=2.0)
         assert took <= runner.cluster.ttl + 2 * other.cluster.tick + 0.5
         assert other.cluster.members == [other.cluster.process_id]
     finally:
@@ -147,12 +147,12 @@ async def test_on_nats_a_job_moves_within_the_ttl() -> None:
     await a.start()
     await b.start()
     try:
-        await wait_for(lambda: len(a.cluster.owned) == 2 and len(b.cluster.owned) == 2, timeout=8.0)
+        await wait_for(lambda: len(a.cluster.owned) == 2 and len(b.cluster.owned) == 2, limit=8.0)
         assert counter.running == {"a": 1}
         crash(a)
-        took = await wait_for(lambda: counter.running.get("b") == 1, timeout=8.0)
+        took = await wait_for(lambda: counter.running.get("b") == 1, limit=8.0)
         assert took < 1.5 + 2 * b.cluster.tick + 1.0
-        await wait_for(lambda: len(b.cluster.owned) == 4, timeout=4.0)
+        await wait_for(lambda: len(b.cluster.owned) == 4, limit=4.0)
     finally:
         from citybrain.bus.nats import NatsBus
 
