@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import ssl
 from typing import TYPE_CHECKING, Any
@@ -31,20 +32,31 @@ RECEIVE_MAXIMUM = 65535  # QoS 1 messages the broker may have in flight to us (a
 SESSION_EXPIRY = 7 * 24 * 3600  # seconds a named session (…?client_id=) outlives a disconnection
 
 
-def client_options(url: str) -> ConnectOptions:
-    """Return the connection options of mqtt[s]://user:pass@host:port?client_id=…&ca=…"""
+def share_group(settings: Any) -> str:
+    """Return the shared-subscription group of a node's processes (node, stream and subject prefix)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"citybrain-{settings.node_id}-{settings.bus_stream}-{settings.bus_prefix}")
+
+
+def client_options(url: str, share: str = "") -> ConnectOptions:
+    """Return the connection options of mqtt[s]://user:pass@host:port?client_id=…&ca=…&share=…
+
+    share: the MQTT 5 shared-subscription group (`$share/<group>/<filter>`): the processes of one node
+    subscribe in one group, so the broker hands each device message to one of them instead of all (the URL's
+    `share=` overrides it; `share=` empty subscribes plainly)."""
     u = urlparse(url)
     if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise ValueError(f"mqtt: {url!r} is not an mqtt:// or mqtts:// URL")
     tls = u.scheme in ("mqtts", "ssl")
-    query = parse_qs(u.query)
+    query = parse_qs(u.query, keep_blank_values=True)
     # MQTT 5 lets the client set Receive Maximum: Mosquitto then keeps that many QoS 1 messages in flight to
     # citybrain (MQTT 3.1.1: its max_inflight_messages, 20 by default). Since we acknowledge only after the
     # store commit, a window of 20 caps a batch at 20 messages, and messages beyond Mosquitto's
     # max_queued_messages (1000) are dropped by the broker while citybrain commits.
     opts = ConnectOptions(host=u.hostname or "127.0.0.1", port=u.port or (8883 if tls else 1883),
                           client_id=f"citybrain-{secrets.token_hex(6)}", receive_maximum=RECEIVE_MAXIMUM,
-                          subscriptions=[(t, 1) for t in TOPICS])
+                          subscriptions=[])
+    group = query["share"][0] if "share" in query else share
+    opts.subscriptions = [(f"$share/{group}/{t}" if group else t, 1) for t in TOPICS]
     if u.username:
         opts.username = unquote(u.username)
         opts.password = unquote(u.password or "")
@@ -82,7 +94,9 @@ class DeviceIngest:
         self.rt = rt
         self.url = url
         self.registry = registry
-        self.options = client_options(url)
+        # several processes of a node (a shared bus) share one subscription; one process takes every message
+        share = "" if rt.settings.bus in ("memory", "", "memory://") else share_group(rt.settings)
+        self.options = client_options(url, share=share)
         self.connected = asyncio.Event()
         self.received = 0
         self.stored = 0

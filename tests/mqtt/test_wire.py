@@ -117,6 +117,10 @@ def test_connect_and_ack_encoding() -> None:
     assert props == {0x11: 7 * 24 * 3600, 0x21: 65535}  # Receive Maximum is sent even at its default
     assert ack_packets([(b"t", b"", 1, 1), (b"t", b"", 0, 0), (b"t", b"", 2, 513)]) == b"\x40\x02\x00\x01\x50\x02\x02\x01"
     assert client_options("mqtt://h").clean_start is True
+    # the processes of one node share one subscription group: each device message goes to one of them
+    shared = client_options("mqtt://h", share="citybrain-city").subscriptions
+    assert ("$share/citybrain-city//+/+/attrs", 1) in shared and len(shared) == 4
+    assert client_options("mqtt://h?share=", share="citybrain-city").subscriptions[0] == ("/+/+/attrs", 1)
 
 
 async def _collect(conn: Connection, n: int, ack: bool) -> list[bytes]:
