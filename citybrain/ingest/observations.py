@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
 
 OBS_SUBJECT = "cb.obs"
+OBS_ALL = "cb.obs.>"
 _ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER = (int, float)
 _good_attrs: set[str] = set()  # attribute names that passed _ATTR (bounded)
@@ -99,6 +100,16 @@ def _check_value(value: Any, field: str) -> Any:
     raise ValidationError(f"{field}: unsupported value {value!r}", field=field)
 
 
+def _unknown_sensors(items: list[Any], rejected: list[Rejection]) -> list[str]:
+    """Return the entity ids of the items rejected because the directory did not know them."""
+    out: list[str] = []
+    for r in rejected:
+        item = items[r.index]
+        if r.field == "entity" and isinstance(item, dict) and isinstance(entity := item.get("entity"), str) and entity:
+            out.append(entity)
+    return out
+
+
 class Ingest:
     """Validates and stores observations; keeps counts for summaries and metrics."""
 
@@ -165,6 +176,9 @@ class Ingest:
     async def submit(self, items: list[Any], ctx: Context | None = None, source: str = "api") -> IngestReport:
         """Validate, store durably and publish a batch; returns once stored rows are committed."""
         rows, rejected, by_type = self.parse(items)
+        if rejected and await self.directory.found(_unknown_sensors(items, rejected)):
+            # another process created them since this one heard of it: one store read for the batch, then again
+            rows, rejected, by_type = self.parse(items)
         if rejected:
             self.rejected += len(rejected)
             from citybrain.store import AddDeadLetter

@@ -9,12 +9,13 @@ import msgspec
 
 from citybrain.commands import Outcome
 from citybrain.context import Context
-from citybrain.errors import AlreadyExists, NotFound, ValidationError
+from citybrain.errors import NotFound, ValidationError
+from citybrain.model.directory import ENTITY_EVENTS, Directory
 from citybrain.model.entity import Entity
 from citybrain.model.places import PlaceIndex
 from citybrain.model.types import PLACE_LEVELS
 from citybrain.model.urn import check_id, is_urn
-from citybrain.store import DeleteEntity, EntityQuery, SetAttrs, UpsertEntity
+from citybrain.store import DeleteEntity, SetAttrs, UpsertEntity
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -54,24 +55,6 @@ class EntityRef(msgspec.Struct, kw_only=True):
     """Names one entity."""
 
     id: str
-
-
-class Directory:
-    """Which entities exist, by id → (type, place): the ingest path checks sensors here, in memory."""
-
-    def __init__(self) -> None:
-        self.types: dict[str, str] = {}
-        self.places: dict[str, str | None] = {}
-
-    def add(self, entity_id: str, entity_type: str, place: str | None) -> None:
-        """Remember an entity."""
-        self.types[entity_id] = entity_type
-        self.places[entity_id] = place
-
-    def remove(self, entity_id: str) -> None:
-        """Forget an entity."""
-        self.types.pop(entity_id, None)
-        self.places.pop(entity_id, None)
 
 
 def check_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -153,13 +136,15 @@ def to_entity(rt: CityBrain, data: EntityInput) -> Entity:
 
 
 async def write_entity(rt: CityBrain, cmd: EntityWrite, ctx: Context) -> Outcome:
-    """Create (or upsert/replace) an entity."""
-    entity = to_entity(rt, cmd.entity)
+    """Create (or upsert/replace) an entity; a create of an existing id fails in the store (AlreadyExists)."""
     directory: Directory = rt.services["directory"]
-    if cmd.mode == "create" and entity.id in directory.types:
-        raise AlreadyExists(f"entity {entity.id} already exists", field="id")
+    await directory.load_places([cmd.entity.place])
+    entity = to_entity(rt, cmd.entity)
+    # no check against memory for a create: another process may have created or deleted the id a moment
+    # ago; the store's create mode fails atomically, and the caller gets AlreadyExists from there
 
     async def after() -> None:
+        directory.ran_here(ctx.id)
         directory.add(entity.id, entity.type, entity.place)
         if entity.type in PLACE_LEVELS:
             rt.services["places"].add(entity)
@@ -171,47 +156,48 @@ async def write_entity(rt: CityBrain, cmd: EntityWrite, ctx: Context) -> Outcome
 async def update_attrs(rt: CityBrain, cmd: AttrsWrite, ctx: Context) -> Outcome:
     """Merge attributes into an existing entity."""
     directory: Directory = rt.services["directory"]
-    if cmd.id not in directory.types:
+    if await directory.type_of(cmd.id) is None:
         raise NotFound(f"entity {cmd.id} not found", field="id")
     attrs = check_patches(cmd.attrs) if cmd.merge else check_attrs(cmd.attrs)
+    places: PlaceIndex = rt.services["places"]
+
+    async def after() -> None:
+        if cmd.id in places:  # a place's polygon or name changed: this process reloads it now, others on the event
+            directory.ran_here(ctx.id)
+            await directory.refresh_places([cmd.id])
+
     return Outcome(ops=[SetAttrs(cmd.id, attrs, rt.now(), merge=cmd.merge)], result=cmd.id,
-                   event={"id": cmd.id, "attrs": sorted(attrs)})
+                   event={"id": cmd.id, "attrs": sorted(attrs)}, after=after)
 
 
 async def delete_entity(rt: CityBrain, cmd: EntityRef, ctx: Context) -> Outcome:
     """Delete an entity (its history stays)."""
     directory: Directory = rt.services["directory"]
-    if cmd.id not in directory.types:
+    if await directory.type_of(cmd.id) is None:
         raise NotFound(f"entity {cmd.id} not found", field="id")
-    if rt.services["places"].children.get(cmd.id):
+    places: PlaceIndex = rt.services["places"]
+    if places.children.get(cmd.id):
         raise ValidationError(f"id: place {cmd.id} still has places inside it", field="id")
 
     async def after() -> None:
+        directory.ran_here(ctx.id)
         directory.remove(cmd.id)
+        places.remove(cmd.id)
 
-    return Outcome(ops=[DeleteEntity(cmd.id)], result=cmd.id, after=after)
+    return Outcome(ops=[DeleteEntity(cmd.id)], result=cmd.id, event={"id": cmd.id}, after=after)
 
 
 async def setup(rt: CityBrain) -> None:
-    """Load the place index and the entity directory, and register the model commands."""
+    """Load the place index and the entity directory, keep them current from every process's entity events,
+    and register the model commands."""
     places = PlaceIndex()
-    page = 5000
-    found: list[Entity] = []
-    offset = 0
-    while True:
-        batch = await rt.store.query_entities(EntityQuery(types=list(PLACE_LEVELS), limit=page, offset=offset))
-        found += batch
-        if len(batch) < page:
-            break
-        offset += page
-    places.load(found)
-    directory = Directory()
-    for entity_id, entity_type in await rt.store.entity_ids():
-        directory.add(entity_id, entity_type, None)
-    for p in found:
-        directory.places[p.id] = p.place
+    directory = Directory(rt.store, places)
     rt.services["places"] = places
     rt.services["directory"] = directory
+    # subscribe before loading: an entity created or deleted by another process while we load is not missed
+    # (no durable/queue name: every process gets every event)
+    await rt.bus.subscribe(ENTITY_EVENTS, directory.on_event)
+    await directory.load()
     rt.commands.register("entity.write", EntityWrite, write_entity, "create, upsert or replace an entity")
     rt.commands.register("entity.update", AttrsWrite, update_attrs, "merge attributes into an entity")
     rt.commands.register("entity.delete", EntityRef, delete_entity, "delete an entity (history is kept)")

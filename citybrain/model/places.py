@@ -49,6 +49,18 @@ class PlaceIndex:
         if place.type == "Grid":
             self._dirty = True  # the STRtree is rebuilt lazily, on the next locate()
 
+    def remove(self, place_id: str) -> None:
+        """Forget a place (deleted); its children, if any, keep pointing at it."""
+        place = self.places.pop(place_id, None)
+        if place is None:
+            return
+        parent = self.parent.pop(place_id, None)
+        if parent is not None and place_id in self.children.get(parent, []):
+            self.children[parent].remove(place_id)
+        self._shapes.pop(place_id, None)
+        if place.type == "Grid":
+            self._dirty = True
+
     def _rebuild(self) -> None:
         self._dirty = False
         grid_ids = [pid for pid, p in self.places.items() if p.type == "Grid" and pid in self._shapes]

@@ -14,7 +14,7 @@ async def setup(rt: CityBrain) -> None:
     """Register the NGSI-LD commands, the tenants service and the subscription notifier."""
     from citybrain.ngsi import commands
     from citybrain.ngsi.notify import Notifier
-    from citybrain.ngsi.subscriptions import load_all
+    from citybrain.ngsi.subscriptions import follow
     from citybrain.ngsi.tenants import Tenants
 
     commands.register(rt)
@@ -23,7 +23,7 @@ async def setup(rt: CityBrain) -> None:
     notifier = Notifier(rt)
     rt.services["ngsi_notifier"] = notifier
     await notifier.start()
-    await load_all(rt, notifier)
+    await follow(rt, notifier)  # the live set of subscriptions, kept current from every process's commands
 
 
 def mount(app: FastAPI, rt: CityBrain) -> None:

@@ -1,5 +1,6 @@
-"""Commands the NGSI-LD API adds to the city model: delete attributes, write many entities at once, and add
-attribute instances to an entity's history (the temporal representation)."""
+"""Commands the NGSI-LD API adds to the city model: delete attributes, write many entities at once, add
+attribute instances to an entity's history (the temporal representation), and create, change or delete
+subscriptions."""
 
 from __future__ import annotations
 
@@ -12,9 +13,19 @@ from citybrain.commands import Outcome
 from citybrain.context import Context
 from citybrain.errors import CityBrainError, NotFound, ValidationError
 from citybrain.model.commands import Directory, EntityInput, check_attrs, to_entity
-from citybrain.model.entity import ObservationRow
+from citybrain.model.entity import Entity, ObservationRow
 from citybrain.model.types import PLACE_LEVELS
-from citybrain.store import DeleteAttrs, DeleteEntity, Op, SetAttrs, UpsertEntity, WriteObservations
+from citybrain.ngsi.errors import BadRequestData
+from citybrain.store import (
+    DeleteAttrs,
+    DeleteDoc,
+    DeleteEntity,
+    Op,
+    PutDoc,
+    SetAttrs,
+    UpsertEntity,
+    WriteObservations,
+)
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -59,9 +70,15 @@ class ManyResult(msgspec.Struct, kw_only=True):
 async def delete_attrs(rt: CityBrain, cmd: AttrsDelete, ctx: Context) -> Outcome:
     """Delete attributes of an existing entity."""
     directory: Directory = rt.services["directory"]
-    if cmd.id not in directory.types:
+    if await directory.type_of(cmd.id) is None:
         raise NotFound(f"entity {cmd.id} not found", field="id")
-    return Outcome(ops=[DeleteAttrs(cmd.id, cmd.names, rt.now())], result=cmd.id,
+
+    async def after() -> None:
+        if cmd.id in rt.services["places"]:  # a place lost an attribute (its polygon?): reload it here now
+            directory.ran_here(ctx.id)
+            await directory.refresh_places([cmd.id])
+
+    return Outcome(ops=[DeleteAttrs(cmd.id, cmd.names, rt.now())], result=cmd.id, after=after,
                    event={"id": cmd.id, "attrs": sorted(cmd.names), "deleted": True})
 
 
@@ -70,15 +87,24 @@ async def write_many(rt: CityBrain, cmd: EntitiesWrite, ctx: Context) -> Outcome
     if cmd.mode not in ("create", "upsert", "replace", "update"):
         raise ValidationError(f"mode: {cmd.mode!r} is not create, upsert, replace or update", field="mode")
     directory: Directory = rt.services["directory"]
+    if cmd.mode in ("create", "update"):
+        # which ids exist decides each entity's outcome: ask the store (one read), as another process may have
+        # created or deleted any of them a moment ago
+        existing = await directory.existing(data.id for data in cmd.entities)
+    else:
+        await directory.resolve(data.id for data in cmd.entities)
+        existing = set()
+    await directory.load_places(data.place for data in cmd.entities)
     result = ManyResult()
     ops: list[Op] = []
     written: list[tuple[str, str, str | None]] = []
+    placed: list[Entity] = []
     seen: set[str] = set()
     for data in cmd.entities:
         try:
             if data.id in seen and cmd.mode == "create":
                 raise ValidationError(f"entity {data.id} appears twice in the batch", field="id")
-            exists = data.id in directory.types or data.id in seen
+            exists = data.id in existing or data.id in seen
             if cmd.mode == "create" and exists:
                 result.errors.append({"entityId": data.id, "kind": "AlreadyExists",
                                       "detail": f"entity {data.id} already exists"})
@@ -95,11 +121,16 @@ async def write_many(rt: CityBrain, cmd: EntitiesWrite, ctx: Context) -> Outcome
         mode = "create" if cmd.mode == "create" else cmd.mode
         ops.append(UpsertEntity(entity, mode="upsert" if mode == "update" else mode))  # type: ignore[arg-type]
         written.append((entity.id, entity.type, entity.place))
+        if entity.type in PLACE_LEVELS:
+            placed.append(entity)
         result.success.append(entity.id)
 
     async def after() -> None:
+        directory.ran_here(ctx.id)
         for eid, etype, place in written:
             directory.add(eid, etype, place)
+        for entity in placed:
+            rt.services["places"].add(entity)
 
     return Outcome(ops=ops, result=result, after=after,
                    event={"ids": result.success, "mode": cmd.mode, "types": sorted({t for _, t, _ in written})})
@@ -108,10 +139,11 @@ async def write_many(rt: CityBrain, cmd: EntitiesWrite, ctx: Context) -> Outcome
 async def delete_many(rt: CityBrain, cmd: EntitiesDelete, ctx: Context) -> Outcome:
     """Delete the entities that exist; report the missing ones."""
     directory: Directory = rt.services["directory"]
+    existing = await directory.existing(cmd.ids)
     result = ManyResult()
     ops: list[Op] = []
     for eid in dict.fromkeys(cmd.ids):
-        if eid not in directory.types:
+        if eid not in existing:
             result.errors.append({"entityId": eid, "kind": "ResourceNotFound", "detail": f"entity {eid} not found"})
         elif directory.types[eid] in PLACE_LEVELS and rt.services["places"].children.get(eid):
             result.errors.append({"entityId": eid, "kind": "BadRequestData",
@@ -121,8 +153,10 @@ async def delete_many(rt: CityBrain, cmd: EntitiesDelete, ctx: Context) -> Outco
             result.success.append(eid)
 
     async def after() -> None:
+        directory.ran_here(ctx.id)
         for eid in result.success:
             directory.remove(eid)
+            rt.services["places"].remove(eid)
 
     return Outcome(ops=ops, result=result, after=after, event={"ids": result.success, "deleted": True})
 
@@ -153,10 +187,11 @@ async def write_temporal(rt: CityBrain, cmd: TemporalWrite, ctx: Context) -> Out
     attribute becomes its newest instance unless the entity already holds a newer value; a new entity is
     created from the newest instances."""
     directory: Directory = rt.services["directory"]
-    known = directory.types.get(cmd.id)
+    known = await directory.type_of(cmd.id)
     rows, latest = _instances(cmd)
     ops: list[Op] = []
     after = None
+    new_place: str | None = None  # where a new entity is (for the other processes' directories)
     if known is None:
         if not cmd.create:
             raise NotFound(f"entity {cmd.id} not found", field="id")
@@ -164,8 +199,10 @@ async def write_temporal(rt: CityBrain, cmd: TemporalWrite, ctx: Context) -> Out
             raise ValidationError("type: a new entity needs a type", field="type")
         entity = to_entity(rt, EntityInput(id=cmd.id, type=cmd.type, attrs=latest))
         ops.append(UpsertEntity(entity, mode="create"))
+        new_place = entity.place
 
         async def after() -> None:
+            directory.ran_here(ctx.id)
             directory.add(entity.id, entity.type, entity.place)
             if entity.type in PLACE_LEVELS:
                 rt.services["places"].add(entity)
@@ -183,7 +220,97 @@ async def write_temporal(rt: CityBrain, cmd: TemporalWrite, ctx: Context) -> Out
         ops.append(WriteObservations(rows))
     return Outcome(ops=ops, result={"created": known is None, "instances": len(rows)}, after=after,
                    event={"id": cmd.id, "type": cmd.type or known, "attrs": sorted(latest),
-                          "instances": len(rows), "created": known is None})
+                          "instances": len(rows), "created": known is None,
+                          "place": new_place})
+
+
+class SubscriptionWrite(msgspec.Struct, kw_only=True):
+    """Create an NGSI-LD subscription: its members as received, its @context, and its creator's area."""
+
+    subscription: dict[str, Any]
+    context: Any = None
+    area: str | None = None  # the place its creator is confined to: only entities there are notified
+
+
+class SubscriptionChange(msgspec.Struct, kw_only=True):
+    """Change members of an NGSI-LD subscription (an @context given replaces the stored one)."""
+
+    id: str
+    members: dict[str, Any]
+    context: Any = None
+
+
+class SubscriptionRef(msgspec.Struct, kw_only=True):
+    """Names one NGSI-LD subscription."""
+
+    id: str
+
+
+def _compile(sub: dict[str, Any], context: Any, area: str | None, revision: str) -> Any:
+    """Compile a subscription; a bad member is a ValidationError naming it."""
+    from citybrain.ngsi.subscriptions import compile_watch
+
+    try:
+        return compile_watch(sub, context, area, revision)
+    except BadRequestData as exc:
+        raise ValidationError(exc.detail, field="subscription") from None
+
+
+async def create_subscription(rt: CityBrain, cmd: SubscriptionWrite, ctx: Context) -> Outcome:
+    """Store a new subscription (AlreadyExists from the store if its id is taken) and make it live here."""
+    from citybrain.ngsi.notify import STATUS
+    from citybrain.ngsi.subscriptions import COLLECTION
+
+    sub = dict(cmd.subscription)
+    sub_id = sub.get("id")
+    if not isinstance(sub_id, str):
+        raise ValidationError("subscription.id: a subscription needs an id", field="subscription.id")
+    watch = _compile(sub, cmd.context, cmd.area, ctx.id)
+    doc = {"subscription": sub, "context": cmd.context, "area": cmd.area, "revision": ctx.id}
+
+    async def after() -> None:
+        rt.services["ngsi_notifier"].put(watch)
+
+    # a status left by an earlier subscription of the same id (written late by a process) starts over
+    return Outcome(ops=[PutDoc(COLLECTION, sub_id, doc, expect_version=0), DeleteDoc(STATUS, sub_id)],
+                   result=sub_id, after=after, event={"id": sub_id, "members": sorted(sub), "area": cmd.area})
+
+
+async def update_subscription(rt: CityBrain, cmd: SubscriptionChange, ctx: Context) -> Outcome:
+    """Merge members into a stored subscription (Conflict if another process changed it meanwhile)."""
+    from citybrain.ngsi.subscriptions import COLLECTION
+
+    found = await rt.store.get_doc(COLLECTION, cmd.id)
+    if found is None:
+        raise NotFound(f"subscription {cmd.id} not found", field="id")
+    if "id" in cmd.members and cmd.members["id"] != cmd.id:
+        raise ValidationError("id cannot be changed", field="id")
+    sub = {**found.data["subscription"], **cmd.members}
+    context = cmd.context if cmd.context is not None else found.data.get("context")
+    area = found.data.get("area")
+    watch = _compile(sub, context, area, ctx.id)
+    doc = {"subscription": sub, "context": context, "area": area, "revision": ctx.id}
+
+    async def after() -> None:
+        rt.services["ngsi_notifier"].put(watch)
+
+    return Outcome(ops=[PutDoc(COLLECTION, cmd.id, doc, expect_version=found.version)], result=cmd.id,
+                   after=after, event={"id": cmd.id, "members": sorted(cmd.members)})
+
+
+async def delete_subscription(rt: CityBrain, cmd: SubscriptionRef, ctx: Context) -> Outcome:
+    """Delete a subscription and its status; it stops here now and on the other processes on the event."""
+    from citybrain.ngsi.notify import STATUS
+    from citybrain.ngsi.subscriptions import COLLECTION
+
+    if await rt.store.get_doc(COLLECTION, cmd.id) is None:
+        raise NotFound(f"subscription {cmd.id} not found", field="id")
+
+    async def after() -> None:
+        rt.services["ngsi_notifier"].remove(cmd.id)
+
+    return Outcome(ops=[DeleteDoc(COLLECTION, cmd.id), DeleteDoc(STATUS, cmd.id)], result=cmd.id, after=after,
+                   event={"id": cmd.id})
 
 
 def register(rt: CityBrain) -> None:
@@ -194,3 +321,9 @@ def register(rt: CityBrain) -> None:
     rt.commands.register("entity.delete_many", EntitiesDelete, delete_many, "delete many entities in one commit")
     rt.commands.register("entity.temporal_write", TemporalWrite, write_temporal,
                          "add attribute instances to an entity's history, creating the entity if it is new")
+    rt.commands.register("ngsi.subscription.create", SubscriptionWrite, create_subscription,
+                         "create an NGSI-LD subscription")
+    rt.commands.register("ngsi.subscription.update", SubscriptionChange, update_subscription,
+                         "change members of an NGSI-LD subscription")
+    rt.commands.register("ngsi.subscription.delete", SubscriptionRef, delete_subscription,
+                         "delete an NGSI-LD subscription")

@@ -1,4 +1,11 @@
-"""NGSI-LD subscription routes: create, list, retrieve, update, delete; stored as documents."""
+"""NGSI-LD subscription routes: create, list, retrieve, update, delete; stored as documents.
+
+Every change of a subscription is a command (`ngsi.subscription.create|update|delete`, ngsi/commands.py):
+it writes the document and publishes its event. Every process keeps its live set of subscriptions (the
+notifier's watches) current from those events, re-reading the document from the store, so a subscription
+made through one process notifies from whichever process handles a change, and one deleted through any
+process stops everywhere.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +16,26 @@ from urllib.parse import unquote
 import orjson
 from fastapi import APIRouter, Request, Response
 
+from citybrain.bus import Message
 from citybrain.clock import normalise_time
 from citybrain.context import new_id
 from citybrain.errors import CityBrainError
+from citybrain.events import decode_event
 from citybrain.model.urn import is_urn
-from citybrain.ngsi.entities import body_and_context
-from citybrain.ngsi.errors import AlreadyExists, BadRequestData, ResourceNotFound, from_citybrain
+from citybrain.ngsi.entities import actor, body_and_context, execute
+from citybrain.ngsi.errors import AlreadyExists, BadRequestData, NgsiError, ResourceNotFound, from_citybrain
 from citybrain.ngsi.geo import geo_filter
 from citybrain.ngsi.http import int_param, ngsi_response, request_context, route, tenant_runtime
 from citybrain.ngsi.ldcontext import ActiveContext, resolve, to_storage
-from citybrain.ngsi.notify import STATUS, Notifier, Watch
+from citybrain.ngsi.notify import STATUS, Notifier, Watch, merge_status
 from citybrain.ngsi.query import Predicate, parse_q
 from citybrain.runtime import CityBrain
-from citybrain.store import DeleteDoc, PutDoc
+from citybrain.store import Doc
 from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 COLLECTION = "ngsi_subscriptions"
+SUBSCRIPTION_EVENTS = "cb.event.command.ngsi.subscription.>"
 _FIELDS = {"id", "type", "subscriptionName", "description", "entities", "watchedAttributes", "q", "geoQ",
            "notification", "throttling", "expiresAt", "isActive", "timeInterval", "lang", "scopeQ", "@context",
            "notificationTrigger", "showChanges", "jsonldContext", "status", "csf", "temporalQ"}
@@ -43,7 +53,7 @@ def subscription_q(q: str, ctx: ActiveContext) -> Predicate:
         return parse_q(decoded, ctx)
 
 
-def compile_watch(sub: dict[str, Any], context: Any, area: str | None = None) -> Watch:
+def compile_watch(sub: dict[str, Any], context: Any, area: str | None = None, revision: str = "") -> Watch:
     """Validate a subscription and compile it into a Watch (BadRequestData naming the bad member); `area`:
     the place its creator was confined to — only entities placed there (or below) are notified."""
     unknown = set(sub) - _FIELDS
@@ -116,7 +126,7 @@ def compile_watch(sub: dict[str, Any], context: Any, area: str | None = None) ->
         if geo else None,
         attrs={to_storage(a, ctx) for a in attrs} if attrs else None,
         fmt="keyValues" if fmt == "simplified" else fmt, uri=uri, accept=accept, throttling=float(throttling),
-        active=active, expires=expires, area=area)
+        active=active, expires=expires, area=area, revision=revision)
 
 
 async def _doc(rt: CityBrain, sub_id: str, request: Request | None = None) -> dict[str, Any]:
@@ -137,11 +147,12 @@ def _visible(rt: CityBrain, data: dict[str, Any], area: str | None) -> bool:
 
 async def _render(rt: CityBrain, data: dict[str, Any]) -> dict[str, Any]:
     sub = dict(data["subscription"])
+    # the stored status holds what every process sent; this process adds what it has not stored yet
+    doc = await rt.store.get_doc(STATUS, sub["id"])
     watch = rt.services["ngsi_notifier"].watches.get(sub["id"])
-    status = dict(watch.status) if watch else {}
-    if not status:
-        doc = await rt.store.get_doc(STATUS, sub["id"])
-        status = doc.data if doc else {}
+    status = doc.data if doc else {}
+    if watch is not None:
+        status = merge_status(status, watch.unstored(doc.version if doc else 0))
     note = dict(sub.get("notification", {}))
     for key in ("lastNotification", "lastSuccess", "lastFailure", "timesSent", "timesFailed"):
         if key in status:
@@ -166,15 +177,13 @@ async def create(request: Request) -> Response:
     if not is_urn(sub_id):
         raise BadRequestData(f"id: {sub_id!r} is not a URI")
     area = confine(request, None)  # a place-scoped creator's subscription sees only its area
-    watch = compile_watch(sub, context, area)
     try:
-        await rt.store.apply([PutDoc(COLLECTION, sub_id, {"subscription": sub, "context": context, "area": area},
-                                     expect_version=0)])
+        await rt.execute("ngsi.subscription.create", {"subscription": sub, "context": context, "area": area},
+                         rt.context(actor(request)))
     except CityBrainError as exc:
         if exc.code == "AlreadyExists":
             raise AlreadyExists(f"subscription {sub_id} already exists") from None
         raise from_citybrain(exc) from None
-    rt.services["ngsi_notifier"].put(watch)
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{sub_id}"})
 
 
@@ -204,17 +213,18 @@ async def update(request: Request, sub_id: str) -> Response:
     """Change members of a subscription."""
     rt = await tenant_runtime(request)
     body, _ = await body_and_context(request, rt)
-    data = await _doc(rt, sub_id, request)
+    await _doc(rt, sub_id, request)
     if not isinstance(body, dict) or not body:
         raise BadRequestData("the body must be a non-empty JSON object of subscription members")
-    if "id" in body and body["id"] != sub_id:
-        raise BadRequestData("id cannot be changed")
-    sub = {**data["subscription"], **{k: v for k, v in body.items() if k != "@context"}}
-    context = body.get("@context", data.get("context"))
-    watch = compile_watch(sub, context, data.get("area"))
-    await rt.store.apply([PutDoc(COLLECTION, sub_id, {"subscription": sub, "context": context,
-                                                      "area": data.get("area")})])
-    rt.services["ngsi_notifier"].put(watch)
+    members = {k: v for k, v in body.items() if k != "@context"}
+    payload = {"id": sub_id, "members": members, "context": body.get("@context")}
+    for attempt in range(3):
+        try:
+            await execute(rt, request, "ngsi.subscription.update", payload)
+            break
+        except NgsiError as exc:  # changed by another request meanwhile: merge into the newer version
+            if exc.kind != "Conflict" or attempt == 2:
+                raise
     return Response(status_code=204)
 
 
@@ -223,9 +233,51 @@ async def delete(request: Request, sub_id: str) -> Response:
     """Delete a subscription."""
     rt = await tenant_runtime(request)
     await _doc(rt, sub_id, request)
-    await rt.store.apply([DeleteDoc(COLLECTION, sub_id), DeleteDoc(STATUS, sub_id)])
-    rt.services["ngsi_notifier"].remove(sub_id)
+    await execute(rt, request, "ngsi.subscription.delete", {"id": sub_id})
     return Response(status_code=204)
+
+
+def watch_of(doc: Doc) -> Watch:
+    """Compile a stored subscription document."""
+    data = doc.data
+    return compile_watch(data["subscription"], data.get("context"), data.get("area"), str(data.get("revision", "")))
+
+
+async def refresh(rt: CityBrain, notifier: Notifier, sub_id: str) -> None:
+    """Bring one subscription of the live set in line with the store (the store decides, whatever order the
+    events of several processes arrive in)."""
+    doc = await rt.store.get_doc(COLLECTION, sub_id)
+    if doc is None:
+        notifier.remove(sub_id)
+        return
+    current = notifier.watches.get(sub_id)
+    if current is not None and current.revision == str(doc.data.get("revision", "")):
+        return  # this process wrote it, or has it already
+    try:
+        notifier.put(watch_of(doc))
+    except Exception as exc:  # a stored subscription that no longer compiles must not stop the node
+        notifier.remove(sub_id)
+        await rt.dead_letter("ngsi:subscription", str(exc), orjson.dumps(doc.data))
+
+
+async def follow(rt: CityBrain, notifier: Notifier) -> None:
+    """Keep the live set current from the subscription commands of every process, then load what is stored."""
+    touched: set[str] | None = set()  # subscriptions that changed while loading: read again afterwards
+
+    async def on_event(msg: Message) -> None:
+        sub_id = decode_event(msg.data).data.get("id")
+        if not isinstance(sub_id, str):
+            return
+        if touched is not None:
+            touched.add(sub_id)
+        await refresh(rt, notifier, sub_id)
+
+    # no durable/queue name: every process gets every event and keeps its own live set
+    await rt.bus.subscribe(SUBSCRIPTION_EVENTS, on_event)
+    await load_all(rt, notifier)
+    again, touched = touched, None
+    for sub_id in again or ():
+        await refresh(rt, notifier, sub_id)
 
 
 async def load_all(rt: CityBrain, notifier: Notifier) -> None:
@@ -235,7 +287,7 @@ async def load_all(rt: CityBrain, notifier: Notifier) -> None:
         docs = await rt.store.list_docs(COLLECTION, limit=1000, offset=offset)
         for d in docs:
             try:
-                notifier.put(compile_watch(d.data["subscription"], d.data.get("context"), d.data.get("area")))
+                notifier.put(watch_of(d))
             except Exception as exc:  # a stored subscription that no longer compiles must not stop the node
                 await rt.dead_letter("ngsi:subscription", str(exc), orjson.dumps(d.data))
         if len(docs) < 1000:
