@@ -14,7 +14,7 @@ SETTING_HELP: dict[str, str] = {
     "host": "interface the HTTP API listens on",
     "port": "TCP port of the HTTP API",
     "store": "state store: a SQLite file path or a postgresql:// URL",
-    "bus": "event bus: 'memory' or a nats:// URL",
+    "bus": "event bus: 'memory', or nats:// URLs of the JetStream cluster's servers, comma-separated",
     "node_id": "this node's id (unique in a federation)",
     "role": "'city' or 'community'",
     "parent": "nats:// URL of the parent city node (community role)",
@@ -33,6 +33,8 @@ SETTING_HELP: dict[str, str] = {
     "NATS server)",
     "bus_prefix": "first subject token of this node's bus messages on NATS ('cb'); give each node or "
     "deployment sharing a NATS server its own",
+    "bus_replicas": "copies JetStream keeps of the node's stream and lease bucket (3 in a 3-server cluster, so "
+    "losing one server loses nothing)",
     "partitions": "number of observation-pipeline partitions (cb.obs.<n>); each has one owner process at a time",
     "lease_ttl": "seconds a process holds a lease (singleton job, pipeline partition) without renewing it; a "
     "surviving process takes over after at most this long",
@@ -65,6 +67,7 @@ class Settings:
     ledger_checkpoint_ms: int = 500
     bus_stream: str = "CITYBRAIN"
     bus_prefix: str = "cb"
+    bus_replicas: int = 1
     partitions: int = 8
     lease_ttl: float = 6.0
     process_id: str = ""

@@ -68,7 +68,8 @@ class CityBrain:
         self.settings = settings or Settings()
         self.clock: Clock = clock or SystemClock()
         self.store: Store = store or open_store(self.settings.store)
-        self.bus: Bus = bus or open_bus(self.settings.bus, self.settings.bus_stream, self.settings.bus_prefix)
+        self.bus: Bus = bus or open_bus(self.settings.bus, self.settings.bus_stream, self.settings.bus_prefix,
+                                          self.settings.bus_replicas)
         self.commands = CommandRegistry()
         self.components = list(COMPONENTS if components is None else components)
         self.services: dict[str, Any] = {}  # component name -> its service object (ingest, places, …)

@@ -414,6 +414,7 @@ class NatsBus(Bus):
         connect_timeout: float = 2.0,
         name: str = "citybrain",
         prefix: str = "cb",
+        replicas: int = 1,
     ) -> None:
         self.url = url
         self.stream = stream
@@ -422,6 +423,7 @@ class NatsBus(Bus):
         # the runtime speaks cb.…; on the wire every subject starts with `prefix` instead, so several
         # nodes, deployments or test runs can share one NATS server (each with its own stream)
         self.prefix = prefix
+        self.replicas = max(1, replicas)  # copies of the stream and the lease bucket in a JetStream cluster
         self.subjects = list(subjects) if subjects else [f"{prefix}.>"]
         self.duplicate_window = duplicate_window
         self.max_age = max_age
@@ -488,7 +490,7 @@ class NatsBus(Bus):
 
         try:
             self._nc = await nats.connect(
-                servers=[self.url],
+                servers=[u.strip() for u in self.url.split(",") if u.strip()],  # any server of the cluster
                 name=self.name,
                 connect_timeout=int(max(1, self.connect_timeout)),
                 allow_reconnect=True,
@@ -529,6 +531,7 @@ class NatsBus(Bus):
             duplicate_window=self.duplicate_window,
             max_age=self.max_age or 0,
             max_bytes=self.max_bytes if self.max_bytes is not None else -1,
+            num_replicas=self.replicas,
         )
         for _ in range(3):
             try:
@@ -547,6 +550,7 @@ class NatsBus(Bus):
                 merged != list(current.subjects or [])
                 or (current.duplicate_window or 0) != self.duplicate_window
                 or (current.max_age or 0) != (self.max_age or 0)
+                or (current.num_replicas or 1) != self.replicas
             ):
                 await jsm.update_stream(config.evolve(subjects=merged))
             return
@@ -583,7 +587,8 @@ class NatsBus(Bus):
                 kv = await self._jsm.key_value(bucket)
             except nats.js.errors.BucketNotFoundError:
                 try:
-                    kv = await self._jsm.create_key_value(KeyValueConfig(bucket=bucket, ttl=ttl, history=1))
+                    kv = await self._jsm.create_key_value(KeyValueConfig(bucket=bucket, ttl=ttl, history=1,
+                                                                             replicas=self.replicas))
                 except nats.js.errors.BadRequestError:  # created concurrently by another process
                     kv = await self._jsm.key_value(bucket)
             status = await kv.status()

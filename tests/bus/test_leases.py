@@ -60,3 +60,28 @@ async def test_renewal_keeps_it_past_the_ttl(leases: Leases) -> None:
         assert await leases.claim("member.p1", "p1")
     assert not await leases.claim("member.p1", "p2")
     assert "member.p1" in await leases.holders("member.")
+
+
+async def test_a_server_list_reaches_a_live_server(nats_url: str) -> None:
+    """CITYBRAIN_BUS may list the cluster's servers: a dead first one does not stop the node."""
+    from citybrain.bus.nats import NatsBus
+
+    token = uuid.uuid4().hex[:10]
+    bus = NatsBus(f"nats://127.0.0.1:1,{nats_url}", stream=f"LIST_{token}", prefix=f"s{token}", replicas=1)
+    await bus.connect()
+    try:
+        got: list[bytes] = []
+
+        async def keep(msg: object) -> None:
+            got.append(msg.data)  # type: ignore[attr-defined]
+
+        await bus.subscribe("cb.x", keep)
+        await bus.publish("cb.x", b"1")
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+        assert got == [b"1"]
+    finally:
+        await bus.delete_stream()
+        await bus.close()
