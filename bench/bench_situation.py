@@ -24,7 +24,7 @@ import orjson
 from citybrain.bus import Message
 from citybrain.clock import FakeClock, iso
 from citybrain.config import Settings
-from citybrain.ingest.observations import OBS_SUBJECT, encode_rows
+from citybrain.ingest.observations import OBS_ALL, encode_rows, obs_subject
 from citybrain.model.entity import ObservationRow
 from citybrain.runtime import CityBrain
 
@@ -98,7 +98,7 @@ async def latency(rt: CityBrain, rate: int, seconds: float) -> dict[str, Any]:
         floor_ms.append((time.perf_counter() - float(msg.headers["t"])) * 1000)
 
     await rt.bus.subscribe("cb.event.alert.raised", on_alert)
-    await rt.bus.subscribe(OBS_SUBJECT, on_obs)
+    await rt.bus.subscribe(OBS_ALL, on_obs)
     ids = sensors()
     per_batch = rate // 100
     t0 = datetime(2016, 12, 17, tzinfo=UTC).timestamp()
@@ -117,7 +117,7 @@ async def latency(rt: CityBrain, rate: int, seconds: float) -> dict[str, Any]:
         for r in rows:
             if r.value >= 150:
                 sent[(r.entity_id, when)] = now
-        await rt.bus.publish(OBS_SUBJECT, encode_rows(rows), headers={"t": repr(now)})
+        await rt.bus.publish(obs_subject(0), encode_rows(rows), headers={"t": repr(now)})
         tick += 1
         await asyncio.sleep(max(0.0, start + tick * 0.01 - time.perf_counter()))
     await rt.bus.drain()  # type: ignore[attr-defined]

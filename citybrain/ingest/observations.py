@@ -6,6 +6,7 @@ Anything that cannot be used is rejected with the field that is wrong and kept a
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections import Counter
@@ -26,8 +27,13 @@ if TYPE_CHECKING:
     from citybrain.model.commands import Directory
     from citybrain.runtime import CityBrain
 
-OBS_SUBJECT = "cb.obs"
-OBS_ALL = "cb.obs.>"
+OBS_SUBJECT = "cb.obs"  # observation batches are published on cb.obs.<partition>
+OBS_ALL = "cb.obs.>"  # every partition (subscribers that need every batch, e.g. NGSI-LD notifications)
+
+
+def obs_subject(partition: int) -> str:
+    """Return the subject of one pipeline partition's observation batches."""
+    return f"{OBS_SUBJECT}.{partition}"
 _ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER = (int, float)
 _good_attrs: set[str] = set()  # attribute names that passed _ATTR (bounded)
@@ -119,6 +125,7 @@ class Ingest:
         self.stored_by_type: Counter[str] = Counter()
         self.rejected = 0
         self.batches = 0
+        self._partitions: dict[str, int] = {}  # grid cell -> partition (places do not move between communities)
 
     def parse(self, items: list[Any]) -> tuple[list[ObservationRow], list[Rejection], Counter[str]]:
         """Turn raw items into rows; return rows, rejections and counts per entity type."""
@@ -196,8 +203,38 @@ class Ingest:
             headers = {"source": source}
             if ctx is not None:
                 headers["context"] = ctx.id
-            await self.rt.bus.publish(OBS_SUBJECT, encode_rows(rows), headers=headers)
+            await self.publish(rows, headers)
         return IngestReport(stored=len(rows), rejected=rejected, by_type=dict(by_type))
+
+
+    def partition_of(self, entity_id: str) -> int:
+        """Return the pipeline partition of an entity: the one of the community its grid cell lies in."""
+        cell = self.directory.places.get(entity_id) or ""
+        got = self._partitions.get(cell)
+        if got is None:
+            places = self.rt.services["places"]
+            community = next((p for p in [cell, *places.ancestors(cell)]
+                              if (node := places.get(p)) is not None and node.type == "Community"), None) if cell else None
+            got = self.rt.cluster.partition_of(community)
+            if len(self._partitions) < 200_000:
+                self._partitions[cell] = got
+        return got
+
+    async def publish(self, rows: list[ObservationRow], headers: dict[str, str]) -> None:
+        """Publish stored rows on cb.obs.<partition>, one batch per partition, each with a content id.
+
+        The id is a digest of the batch, so a batch stored and published again (a client retrying after a
+        lost answer) is kept once by the bus (JetStream's duplicate window)."""
+        if self.rt.cluster.partitions == 1:
+            parts = {0: rows}
+        else:
+            parts = {}
+            for row in rows:
+                parts.setdefault(self.partition_of(row.entity_id), []).append(row)
+        for n, part in parts.items():
+            data = encode_rows(part)
+            digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+            await self.rt.bus.publish(obs_subject(n), data, msg_id=f"obs-{n}-{digest}", headers=headers)
 
 
 async def _ingest_command(rt: CityBrain, cmd: ObservationBatch, ctx: Context) -> Outcome:
