@@ -3,6 +3,10 @@
 Commands: alert.ack, alert.escalate, alert.resolve, alert.suppress (maintenance window for an entity or
 place), alert.link (the case an alert opened). Events: alert.raised, alert.escalated, alert.resolved
 (subjects cb.event.alert.*), plus the command events.
+
+The commands run on any process of the node: they read the alert's stored document (waiting a moment for one
+raised on another process), write it with the version they read, and carry the change in their event, which
+every process's alert book applies (see book.py).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from citybrain.alerts.book import OPEN, SUPPRESSIONS, AlertBook
+from citybrain.alerts.book import COLLECTION, OPEN, SUPPRESSIONS, AlertBook, restore
 from citybrain.clock import normalise_time
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
@@ -19,6 +23,7 @@ from citybrain.errors import Conflict, NotFound, ValidationError
 from citybrain.rules.spec import LEVELS, SEVERITY
 from citybrain.situation.stats import epoch
 from citybrain.store import PutDoc
+from citybrain.store.base import Doc
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -56,39 +61,61 @@ class CaseLink(msgspec.Struct, kw_only=True):
     case_id: str
 
 
-async def _alert(rt: CityBrain, alert_id: str) -> dict[str, Any]:
+EVENTS = ("cb.event.command.alert.>",)
+
+
+async def _stored(rt: CityBrain, alert_id: str) -> tuple[dict[str, Any], Doc]:
+    """Return the in-memory form of an alert's stored document (the truth on every process) and the document."""
     book: AlertBook = rt.services["alerts"]
-    await book.outbox.flush()  # queued pipeline writes of this alert commit before the command's
-    alert = book.by_id.get(alert_id)
-    if alert is None:
+    doc = await book.fetch(alert_id)
+    if doc is None:
         raise NotFound(f"unknown alert {alert_id}", field="alert_id")
-    return alert
+    return restore(doc.data), doc
 
 
-def _step(alert: dict[str, Any], status: str, actor: str, note: str, rt: CityBrain, **extra: Any) -> None:
+def _step(alert: dict[str, Any], status: str, ctx: Context, note: str, rt: CityBrain, **extra: Any) -> dict[str, Any]:
     if alert["status"] not in OPEN:
         raise Conflict(f"alert {alert['id']} is {alert['status']}; it cannot be {status}", field="alert_id")
     alert["status"] = status
-    alert["history"].append({"status": status, "time": rt.now(), "actor": actor, "note": note, **extra})
+    # ref: the command's context, so that each process applies the step to its copy exactly once
+    entry = {"status": status, "time": rt.now(), "actor": ctx.actor, "note": note, "ref": ctx.id, **extra}
+    alert["history"].append(entry)
+    return entry
+
+
+def _write(rt: CityBrain, alert: dict[str, Any], doc: Doc, entry: dict[str, Any] | None, after: Any = None) -> Outcome:
+    """Return the outcome writing an alert at the version read; its event carries the change for every process."""
+    book: AlertBook = rt.services["alerts"]
+    change = {"alert_id": alert["id"], "status": alert["status"], "warningLevel": alert["warningLevel"],
+              "severity": alert["severity"], "validTo": alert.get("validTo"), "case": alert.get("case"),
+              "entry": entry, "version": doc.version + 1}
+
+    async def done() -> None:
+        await book.apply(change)  # here at once; other processes from the event
+        if after is not None:
+            await after()
+
+    return Outcome(ops=[PutDoc(COLLECTION, alert["id"], AlertBook.public(alert), expect_version=doc.version)],
+                   result=AlertBook.public(alert), event={"alert_id": alert["id"], "change": change}, after=done)
 
 
 async def _ack(rt: CityBrain, cmd: AlertAction, ctx: Context) -> Outcome:
-    alert = await _alert(rt, cmd.alert_id)
+    alert, doc = await _stored(rt, cmd.alert_id)
     if alert["status"] == "acknowledged":
         return Outcome(result=AlertBook.public(alert), record=False)  # acknowledging twice changes nothing
-    _step(alert, "acknowledged", ctx.actor, cmd.note, rt)
-    return Outcome(ops=[rt.services["alerts"].ops_for(alert)], result=AlertBook.public(alert))
+    entry = _step(alert, "acknowledged", ctx, cmd.note, rt)
+    return _write(rt, alert, doc, entry)
 
 
 async def _escalate(rt: CityBrain, cmd: AlertEscalation, ctx: Context) -> Outcome:
-    alert = await _alert(rt, cmd.alert_id)
+    alert, doc = await _stored(rt, cmd.alert_id)
     before = alert["warningLevel"]
     level = cmd.level
     if level is None and before in LEVELS:
         level = LEVELS[min(LEVELS.index(before) + 1, len(LEVELS) - 1)]
     if level is not None and level not in LEVELS:
         raise ValidationError(f"level: {level!r} is not one of {', '.join(LEVELS)}", field="level")
-    _step(alert, "escalated", ctx.actor, cmd.note, rt, to=cmd.to, level=level)
+    entry = _step(alert, "escalated", ctx, cmd.note, rt, to=cmd.to, level=level)
     if level is not None:
         alert["warningLevel"], alert["severity"] = level, SEVERITY[level]
     book: AlertBook = rt.services["alerts"]
@@ -97,16 +124,23 @@ async def _escalate(rt: CityBrain, cmd: AlertEscalation, ctx: Context) -> Outcom
         await rt.emit("alert.escalated", {**book.event_data(alert), "from": before, "to": cmd.to, "auto": False},
                       ctx.child())
 
-    return Outcome(ops=[book.ops_for(alert)], result=AlertBook.public(alert), after=after)
+    return _write(rt, alert, doc, entry, after)
 
 
 async def _resolve(rt: CityBrain, cmd: AlertAction, ctx: Context) -> Outcome:
-    alert = await _alert(rt, cmd.alert_id)
+    alert, doc = await _stored(rt, cmd.alert_id)
     if alert["status"] not in OPEN:
         raise Conflict(f"alert {alert['id']} is already {alert['status']}", field="alert_id")
+    alert["status"] = "resolved"
+    alert["validTo"] = rt.now()
+    entry = {"status": "resolved", "time": rt.now(), "actor": ctx.actor, "note": cmd.note, "ref": ctx.id}
+    alert["history"].append(entry)
     book: AlertBook = rt.services["alerts"]
-    await book.resolve(alert, ctx.actor, cmd.note)
-    return Outcome(result=AlertBook.public(alert))
+
+    async def after() -> None:
+        await rt.emit("alert.resolved", {**book.event_data(alert), "actor": ctx.actor, "note": cmd.note}, ctx.child())
+
+    return _write(rt, alert, doc, entry, after)
 
 
 async def _suppress(rt: CityBrain, cmd: Suppression, ctx: Context) -> Outcome:
@@ -122,21 +156,31 @@ async def _suppress(rt: CityBrain, cmd: Suppression, ctx: Context) -> Outcome:
     book: AlertBook = rt.services["alerts"]
 
     async def after() -> None:
-        book.suppressions.append(window)
+        book.add_window(window)  # here at once; every other process from the event
 
-    return Outcome(ops=[PutDoc(SUPPRESSIONS, str(window["id"]), window)], result=window, after=after)
+    return Outcome(ops=[PutDoc(SUPPRESSIONS, str(window["id"]), window)], result=window, after=after,
+                   event={"window": window})
 
 
 async def _link(rt: CityBrain, cmd: CaseLink, ctx: Context) -> Outcome:
-    alert = await _alert(rt, cmd.alert_id)
+    alert, doc = await _stored(rt, cmd.alert_id)
     alert["case"] = cmd.case_id
-    return Outcome(ops=[rt.services["alerts"].ops_for(alert)], result=AlertBook.public(alert))
+    return _write(rt, alert, doc, None)
 
 
 async def setup(rt: CityBrain) -> None:
     """Create the alert book, feed it the signals and register the alert commands."""
     book = AlertBook(rt, float(rt.settings.extra.get("alert_resolve_after", 3600.0)))
-    await book.load()
+    # every process follows these (no durable, no queue); subscribed before loading so nothing is missed
+    await rt.bus.subscribe("cb.event.alert.raised", book.on_raised)
+    for subject in EVENTS:
+        await rt.bus.subscribe(subject, book.on_command)
+    pipeline: Any = rt.services.get("pipeline")
+    partitioned = hasattr(pipeline, "on_acquire")
+    if partitioned:  # the owner of a partition holds its open alerts; they move with the partition
+        pipeline.on_acquire.append(book.take_partition)
+        pipeline.on_release.append(book.leave_partition)
+    await book.load(alerts=not partitioned)
     rt.services["alerts"] = book
     rt.services["signals"].sinks.append(book.on_signals)
     rt.services["situation"].listeners.append(book.on_rows)

@@ -103,8 +103,7 @@ async def sse(queue: asyncio.Queue[bytes], sub: Any, limit: int, heartbeat: floa
 async def one_alert(request: Request, alert_id: str) -> Response:
     """Return one alert with its members (which rule or detector fired on what data) and history."""
     rt = rt_of(request)
-    await rt.services["alerts"].outbox.flush()
-    doc = await rt.store.get_doc(COLLECTION, alert_id)
+    doc = await rt.services["alerts"].fetch(alert_id)  # an alert raised on another process a moment ago too
     if doc is None:
         raise NotFound(f"unknown alert {alert_id}", field="alert_id")
     return json(doc.data)
@@ -118,7 +117,8 @@ async def act(request: Request, alert_id: str, action: str) -> Response:
     rt = rt_of(request)
     body = await read_json(request) if await request.body() else {}
     payload = {**(body if isinstance(body, dict) else {}), "alert_id": alert_id}
-    result = await rt.execute(f"alert.{action}", payload, rt.context(actor_of(request)))
+    # any process: the command works on the stored alert, again on a fresh copy if a pipeline write came between
+    result = await rt.services["alerts"].run(f"alert.{action}", payload, rt.context(actor_of(request)))
     return json(result)
 
 

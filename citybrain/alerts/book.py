@@ -6,19 +6,31 @@ make one flood alert with forty members, not forty alerts. A rising level raises
 data time, the alert resolves itself (event alert.resolved). Signals inside a maintenance window
 (alert.suppress) are counted but raise nothing. Alerts are Smart Data Models `Alert` documents kept
 in the store collection "alerts".
+
+On a node of several processes the documents are the truth. The pipeline that raised an alert keeps it in
+memory and writes it behind (the outbox); the commands (ack, escalate, resolve, link) run on any process
+against the stored document with a version check, and every process applies their events to the alerts it
+holds, so the raising process's next pipeline write carries the change, and a write of its that overtook the
+command is written again with the change merged in. Maintenance windows reach every process the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from citybrain.context import new_id
+from citybrain.bus import Message
+from citybrain.context import Context, new_id
+from citybrain.errors import Conflict
+from citybrain.events import decode_event
 from citybrain.rules.spec import RANK, SEVERITY, Signal
 from citybrain.situation.outbox import Outbox
 from citybrain.situation.stats import epoch, iso_of
 from citybrain.store import PutDoc
+from citybrain.store.base import Doc
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -44,13 +56,128 @@ class AlertBook:
         self.latest_ts = 0.0
         self.held: dict[str, Signal] = {}  # suppressed signals that are still active
         self.outbox = Outbox(rt)
+        self.owned: set[str] = set()  # alerts this process's pipeline has written (its copy is the freshest)
+        self.known: OrderedDict[str, None] = OrderedDict()  # alerts raised on any process (from alert.raised)
+        extra = rt.settings.extra
+        # how long a command waits for the document of an alert raised elsewhere (still in that process's
+        # outbox, a few ms behind its event): long for an alert seen raised, short for an id never seen
+        self.wait = float(extra.get("alert_doc_wait", 2.0))
+        self.grace = float(extra.get("alert_doc_grace", 0.2))
 
-    async def load(self) -> None:
-        """Read open alerts and maintenance windows back from the store."""
-        for status in OPEN:
-            for doc in await self.rt.store.list_docs(COLLECTION, {"status": status}, limit=100_000):
+    async def load(self, alerts: bool = True) -> None:
+        """Read maintenance windows and (alerts=True: one pipeline holds every partition) open alerts back."""
+        if alerts:
+            for doc in await self._open_docs():
                 self._remember(restore(doc.data))
         self.suppressions = [d.data for d in await self.rt.store.list_docs(SUPPRESSIONS, limit=100_000)]
+
+    async def _open_docs(self) -> list[Doc]:
+        return [doc for status in OPEN
+                for doc in await self.rt.store.list_docs(COLLECTION, {"status": status}, limit=100_000)]
+
+    # pipeline partitions (citybrain.situation.partitions): the open alerts of a partition are held by its owner
+    def part_of(self, alert: dict[str, Any]) -> int:
+        """Return the pipeline partition an alert's signals arrive on (that of its community)."""
+        pipeline = self.rt.services["pipeline"]
+        if alert.get("community"):
+            return int(pipeline.part_of_community(alert["community"]))
+        return int(pipeline.part_of_place(alert.get("place")))
+
+    async def take_partition(self, n: int) -> None:
+        """This process now runs partition n: hold its open alerts as stored (the last owner flushed them)."""
+        for doc in await self._open_docs():
+            if doc.id not in self.by_id and self.part_of(doc.data) == n:
+                self._remember(restore(doc.data))
+                self.owned.add(doc.id)  # ours to write from now on
+
+    async def leave_partition(self, n: int) -> None:
+        """Partition n moved away: write out what is queued, then forget its alerts and held signals."""
+        await self.outbox.flush()
+        for alert_id, alert in list(self.by_id.items()):
+            if self.part_of(alert) == n:
+                del self.by_id[alert_id]
+                self.owned.discard(alert_id)
+                key = (alert["category"], alert["group"])
+                if self.open.get(key) is alert:
+                    del self.open[key]
+        pipeline = self.rt.services["pipeline"]
+        for member, sig in list(self.held.items()):
+            if (pipeline.part_of_community(sig.community) if sig.community else pipeline.part_of_place(sig.place)) == n:
+                del self.held[member]
+
+    # the node's other processes ---------------------------------------------------------------
+    async def fetch(self, alert_id: str) -> Doc | None:
+        """Return an alert's stored document, waiting a moment for one raised on another process."""
+        await self.outbox.flush()  # ours first: queued pipeline writes commit before any command's
+        loop = asyncio.get_running_loop()
+        # real time, not the runtime clock: this waits for another process's commit, which a fake clock never moves
+        until = loop.time() + (self.wait if alert_id in self.known or alert_id in self.by_id else self.grace)
+        while True:
+            doc = await self.rt.store.get_doc(COLLECTION, alert_id)
+            if doc is not None or loop.time() >= until:
+                return doc
+            await asyncio.sleep(0.02)
+
+    async def run(self, name: str, payload: dict[str, Any], ctx: Context, retries: int = 5) -> Any:
+        """Execute an alert command, again on the fresh document when a pipeline write came in between."""
+        for attempt in range(retries):
+            try:
+                return await self.rt.execute(name, payload, ctx)
+            except Conflict as exc:
+                if "changed (version" not in exc.detail or attempt == retries - 1:
+                    raise
+        return None
+
+    async def on_raised(self, msg: Message) -> None:
+        """Note an alert raised on any process (its document may follow a few ms later)."""
+        alert_id = str(decode_event(msg.data).data.get("alert_id", ""))
+        if alert_id:
+            self.known[alert_id] = None
+            while len(self.known) > 100_000:
+                self.known.popitem(last=False)
+
+    async def on_command(self, msg: Message) -> None:
+        """Apply an alert command of any process to the alert held here (if any)."""
+        event = decode_event(msg.data)
+        if event.type == "command.alert.suppress":
+            window = event.data.get("window")
+            if isinstance(window, dict):
+                self.add_window(window)
+            return
+        change = event.data.get("change")
+        if isinstance(change, dict):
+            await self.apply(change)
+
+    async def apply(self, change: dict[str, Any]) -> None:
+        """Merge a committed command's change into the in-memory alert; write it again if our pipeline owns it."""
+        alert = self.by_id.get(str(change.get("alert_id")))
+        if alert is None:
+            return
+        entry = change.get("entry")
+        if entry is not None:
+            if any(h.get("ref") == entry.get("ref") for h in alert["history"]):
+                return  # applied already (this process ran the command, or the event came twice)
+            alert["history"].append(entry)
+        elif alert.get("case") == change.get("case"):
+            return
+        if alert["status"] != "resolved":  # resolved here in the meantime: it stays resolved
+            alert["status"] = change["status"]
+            for name in ("warningLevel", "severity", "validTo"):
+                if change.get(name) is not None:
+                    alert[name] = change[name]
+        if change.get("case") is not None:
+            alert["case"] = change["case"]
+        if alert["status"] == "resolved":
+            key = (alert["category"], alert["group"])
+            if self.open.get(key) is alert:
+                del self.open[key]
+        if alert["id"] in self.owned:  # a pipeline write of ours may have overtaken the command: write again
+            await self._save(alert)
+
+    def add_window(self, window: dict[str, Any]) -> None:
+        """Add a maintenance window (once, whichever process recorded it)."""
+        if all(w["id"] != window["id"] for w in self.suppressions):
+            self.suppressions.append(window)
 
     def _remember(self, alert: dict[str, Any]) -> None:
         self.by_id[alert["id"]] = alert
@@ -200,11 +327,8 @@ class AlertBook:
         return out
 
     async def _save(self, alert: dict[str, Any]) -> None:
+        self.owned.add(alert["id"])
         self.outbox.write(PutDoc(COLLECTION, alert["id"], self.public(alert)))
-
-    def ops_for(self, alert: dict[str, Any]) -> PutDoc:
-        """Return the store operation that saves an alert (for commands)."""
-        return PutDoc(COLLECTION, alert["id"], self.public(alert))
 
 
 def _at(sig: Signal, ts: float) -> Signal:

@@ -1,7 +1,8 @@
 """Coordinated disposal: cases from every channel, routed to departments, tracked to their time limits.
 
 Component `setup(rt)` loads the catalog files (settings.extra["cases"] may name others: catalog, calendar,
-routing, matters), registers the case commands, listens for alerts and starts the deadline checker.
+routing, matters), registers the case commands, follows the case events of every process of the node, listens
+for alerts and starts the deadline checker.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from citybrain.cases import deadlines, exceptions, lifecycle, matters
 from citybrain.cases.alerts import subscribe_alerts
 from citybrain.cases.catalog import Catalog, load_catalog
 from citybrain.cases.deadlines import check_deadlines
-from citybrain.cases.desk import CaseDesk, desk_of
+from citybrain.cases.desk import EVENTS, CaseDesk, desk_of
 from citybrain.cases.model import ROLES
 
 if TYPE_CHECKING:
@@ -48,12 +49,14 @@ def catalog_from(rt: CityBrain) -> Catalog:
 
 
 async def setup(rt: CityBrain) -> None:
-    """Register the case commands, load open cases, listen for alerts, start the deadline checker."""
+    """Register the case commands, follow case events, load open cases, listen for alerts, start the checker."""
     desk = CaseDesk(rt, catalog_from(rt))
     rt.services["cases"] = desk
     for name, schema, handler, summary in COMMANDS:
         rt.commands.register(name, schema, handler, summary, ROLES.get(name, ()))
-    await desk.warm()
+    for subject in EVENTS:  # every process: no durable, no queue (each keeps its own cache and index current)
+        await rt.bus.subscribe(subject, desk.on_event)
+    await desk.warm()  # after subscribing, so that nothing written meanwhile is missed
     await subscribe_alerts(rt)
     if rt.settings.extra.get("cases", {}).get("checker", True):
-        rt.spawn(deadlines.deadline_loop(rt), name="cases-deadlines")
+        rt.cluster.singleton("cases-deadlines", lambda: deadlines.deadline_loop(rt))

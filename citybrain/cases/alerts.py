@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from citybrain.bus import Message
-from citybrain.cases.desk import desk_of
+from citybrain.cases.desk import desk_of, stale_version
 from citybrain.context import Context
 from citybrain.errors import CityBrainError
 from citybrain.events import decode_event
@@ -40,10 +40,14 @@ async def subscribe_alerts(rt: CityBrain) -> None:
             await rt.dead_letter(f"bus:{msg.subject}", f"case intake refused the alert: {exc.detail}", msg.data)
             return
         if "alert.link" in rt.commands and payload["source_id"]:  # tell the alert book which case it opened
-            try:
-                await rt.execute("alert.link", {"alert_id": payload["source_id"], "case_id": result["id"]},
-                                 ctx.child("system:alerts"))
-            except CityBrainError as exc:
-                log.info("alert %s not linked to case %s: %s", payload["source_id"], result["id"], exc.detail)
+            link = {"alert_id": payload["source_id"], "case_id": result["id"]}
+            for attempt in range(5):  # the raising pipeline may write the alert in between: link the fresh one
+                try:
+                    await rt.execute("alert.link", link, ctx.child("system:alerts"))
+                    break
+                except CityBrainError as exc:
+                    if not stale_version(exc) or attempt == 4:
+                        log.info("alert %s not linked to case %s: %s", payload["source_id"], result["id"], exc.detail)
+                        break
 
     await rt.bus.subscribe(SUBJECT, on_alert, durable="cases-alerts", queue="cases-alerts")

@@ -117,7 +117,8 @@ async def case_step(request: Request, case_id: str, step: str) -> Response:
     ctx = rt.context(actor_of(request))
     if step == "file":
         return json(await desk_of(rt).file(case_id, ctx, str(body.get("note", ""))))
-    return json(await desk_of(rt).run(STEPS[step], body | {"id": case_id}, ctx))
+    # a step that loses a race with another process (or met a stale cached copy) is tried once more on fresh state
+    return json(await desk_of(rt).run(STEPS[step], body | {"id": case_id}, ctx, retries=2))
 
 
 @router.get("/matters")

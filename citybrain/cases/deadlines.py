@@ -1,4 +1,10 @@
-"""Time limits: warnings before the limit, escalation when overdue (department head, then command centre)."""
+"""Time limits: warnings before the limit, escalation when overdue (department head, then command centre).
+
+The checker may run on any process of a node, on several at once, and whoever wrote a case last may be
+gone: it reads running cases from the store, and each warning or escalation reads the case from the store
+again, checks that it is still due and writes with the version it read. Of two processes escalating the same
+clock one commits, the other meets a Conflict, so every clock is warned and escalated once per level.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,16 @@ class Clocked(msgspec.Struct, kw_only=True):
     id: str
     task: str | None = None
     level: int = 0
+    if_due: bool = False  # the checker: refuse unless the stored case says the step is due now
+
+
+def _still_due(rt: CityBrain, case: dict[str, Any], cmd: Clocked, action: str) -> None:
+    """Raise Conflict unless the stored case is running and the checker's step is due (it may have changed since
+    the checker listed it: filed elsewhere, extended, closed)."""
+    wanted = [level for a, task, level in due(rt, case) if a == action and task == cmd.task]
+    if case["state"] not in m.RUNNING or not wanted or max(wanted) < cmd.level:
+        raise Conflict(f"case {case['id']}: {action} of {cmd.task or 'the case clock'} is no longer due",
+                       field="task")
 
 
 def _holder(case: dict[str, Any], task_id: str | None) -> dict[str, Any]:
@@ -42,8 +58,10 @@ async def warn(rt: CityBrain, cmd: Clocked, ctx: Context) -> Outcome:
     """Warn that a time limit is near (recorded once per clock)."""
     desk = desk_of(rt)
     m.require(ctx, "case.warn")
-    case, version = await desk.load(cmd.id)
+    case, version = await desk.load(cmd.id, fresh=True)  # rare and decisive: never on a cached copy
     holder = _holder(case, cmd.task)
+    if cmd.if_due:
+        _still_due(rt, case, cmd, "warn")
     if holder.get("warned"):
         raise Conflict("already warned", field="task")
     holder["warned"] = True
@@ -56,10 +74,12 @@ async def escalate(rt: CityBrain, cmd: Clocked, ctx: Context) -> Outcome:
     """Escalate an overdue clock: level 1 the department head, level 2 the command centre."""
     desk = desk_of(rt)
     m.require(ctx, "case.escalate")
-    case, version = await desk.load(cmd.id)
+    case, version = await desk.load(cmd.id, fresh=True)  # rare and decisive: never on a cached copy
     holder = _holder(case, cmd.task)
     if cmd.level <= holder.get("escalation", 0) or cmd.level not in (1, 2):
         raise Conflict(f"already at escalation level {holder.get('escalation', 0)}", field="level")
+    if cmd.if_due:
+        _still_due(rt, case, cmd, "escalate")
     holder["escalation"] = cmd.level
     centre = desk.catalog.router.command_centre
     to = f"head:{holder['department']}" if cmd.level == 1 and cmd.task else centre
@@ -97,7 +117,7 @@ def due(rt: CityBrain, case: dict[str, Any]) -> list[tuple[str, str | None, int]
 
 
 async def check_deadlines(rt: CityBrain) -> dict[str, int]:
-    """Check every running case once: warn, escalate; return how many of each were recorded."""
+    """Check every running case in the store once: warn, escalate; return how many of each this call recorded."""
     counts = {"checked": 0, "warn": 0, "escalate": 0}
     offset = 0
     while True:
@@ -109,9 +129,11 @@ async def check_deadlines(rt: CityBrain) -> dict[str, int]:
             for action, task_id, level in due(rt, doc.data):
                 ctx = rt.context(CHECKER)
                 try:
-                    await rt.execute(f"case.{action}", {"id": doc.id, "task": task_id, "level": level}, ctx)
+                    await rt.execute(f"case.{action}", {"id": doc.id, "task": task_id, "level": level,
+                                                        "if_due": True}, ctx)
                     counts[action] += 1
-                except CityBrainError as exc:  # changed meanwhile: the next round sees the new state
+                except CityBrainError as exc:  # changed meanwhile (another checker was first): the next round
+                    # reads the new state from the store
                     log.debug("deadline check of %s: %s", doc.id, exc.detail)
         if len(batch) < 1000:
             return counts

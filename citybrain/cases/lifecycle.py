@@ -96,11 +96,15 @@ async def intake(rt: CityBrain, cmd: Intake, ctx: Context) -> Outcome:
     source = {"channel": cmd.channel, "ref": cmd.source_id, "time": now, "reporter": cmd.reporter}
     if cmd.channel == "alert":
         open_case = desk.index.same_area(code, community)
-        if open_case is not None:
+        while open_case is not None:
             case, version = await desk.load(open_case.id)
-            case["sources"].append(source)
-            m.step(case, ctx, now, "join", f"alert {cmd.source_id} joined: {cmd.description[:200]}")
-            return desk.save(case, version, result={"id": case["id"], "joined": True, "state": case["state"]})
+            if case["state"] not in m.FINAL:
+                case["sources"].append(source)
+                m.step(case, ctx, now, "join", f"alert {cmd.source_id} joined: {cmd.description[:200]}")
+                return desk.save(case, version, result={"id": case["id"], "joined": True, "state": case["state"]})
+            # closed by another process a moment ago (its event is on the way): never join a closed case
+            desk.index.remove(open_case.id, code)
+            open_case = desk.index.same_area(code, community)
     case: dict[str, Any] = {  # type: ignore[no-redef]
         "id": new_id(), "kind": "case", "state": m.INTAKE, "open": True, "category": code, "category_kind": cat.kind,
         "title": cmd.title or cat.en, "description": cmd.description, "place": place, "community": community,

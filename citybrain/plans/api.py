@@ -17,8 +17,10 @@ ACTIONS = {"propose": "plan.propose", "confirm": "plan.confirm", "reject": "plan
 
 @router.get("")
 async def plans(request: Request) -> Response:
-    """List the loaded plans, each with its live run (if any)."""
-    return json(rt_of(request).services["plans"].listing())
+    """List the loaded plans, each with its live run (if any), as stored (another process may have stepped it)."""
+    desk = rt_of(request).services["plans"]
+    await desk.load()
+    return json(desk.listing())
 
 
 @router.get("/runs")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -19,6 +18,8 @@ if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
 
 RUNS = "plan_runs"
+SLOTS = "plan_slots"  # one per plan: its newest run; a new run takes the slot with a version check
+LIVE = ("proposed", "active", "ended")
 
 
 class Propose(msgspec.Struct, kw_only=True):
@@ -43,13 +44,14 @@ def _desk(rt: CityBrain) -> PlanDesk:
     return desk
 
 
-def _run(rt: CityBrain, run_id: str, *states: str) -> dict[str, Any]:
-    run = copy.deepcopy(_desk(rt).runs.get(run_id))  # changed in memory only once committed
-    if run is None:
+async def _run(rt: CityBrain, run_id: str, *states: str) -> tuple[dict[str, Any], int]:
+    """Return a run as stored (any process may have changed it) and its version, in one of `states`."""
+    run, version = await _desk(rt).fetch(run_id)
+    if run is None or run["state"] not in LIVE:
         raise NotFound(f"run: unknown, closed or rejected plan run {run_id}", field="run")
     if states and run["state"] not in states:
         raise Conflict(f"run: plan run {run_id} is {run['state']}, not {' or '.join(states)}", field="run")
-    return run
+    return run, version
 
 
 async def _declare(rt: CityBrain, payload: dict[str, Any], ctx: Context) -> None:
@@ -60,22 +62,21 @@ async def _declare(rt: CityBrain, payload: dict[str, Any], ctx: Context) -> None
         await rt.emit("plan.mode.skipped", {**payload, "error": exc.detail}, ctx)
 
 
-def _save(rt: CityBrain, run: dict[str, Any], ctx: Context, step: str, note: str, after: Any = None,
-          **extra: Any) -> Outcome:
+def _save(rt: CityBrain, run: dict[str, Any], version: int, ctx: Context, step: str, note: str, after: Any = None,
+          ops: list[Any] | None = None, **extra: Any) -> Outcome:
+    """Return the outcome writing a run at `version` (0: new): of two processes stepping one run, one commits."""
     run["timeline"].append({"step": step, "time": rt.now(), "actor": ctx.actor, "note": note, **extra})
     desk = _desk(rt)
 
     async def done() -> None:
-        if run["state"] in ("closed", "rejected"):
-            desk.runs.pop(run["id"], None)
-        else:
-            desk.runs[run["id"]] = run
+        desk.follow(run, version + 1)
         if after is not None:
             await after()
 
     event = {"run": run["id"], "plan": run["plan"], "area": run["area"], "state": run["state"],
-             "level": run["level"], "step": step, "note": note, **extra}
-    return Outcome(ops=[PutDoc(RUNS, run["id"], run)], result=dict(run), event=event, after=done)
+             "level": run["level"], "step": step, "note": note, "version": version + 1, **extra}
+    return Outcome(ops=[PutDoc(RUNS, run["id"], run, expect_version=version), *(ops or [])], result=dict(run),
+                   event=event, after=done)
 
 
 async def propose(rt: CityBrain, cmd: Propose, ctx: Context) -> Outcome:
@@ -89,7 +90,8 @@ async def propose(rt: CityBrain, cmd: Propose, ctx: Context) -> Outcome:
     area = cmd.area or desk.area_of(plan)
     if area is None or area not in rt.services["places"]:
         raise ValidationError(f"area: unknown area {area}", field="area")
-    run = copy.deepcopy(desk.run_of(plan.id))
+    run, version, slot = await desk.live(plan.id)  # from the store: another process may have opened one
+    ops: list[Any] = []
     if run is not None and run["state"] == "ended":
         raise Conflict(f"plan {plan.id} is in recovery (run {run['id']}); close it first", field="plan")
     now = rt.now()
@@ -98,6 +100,8 @@ async def propose(rt: CityBrain, cmd: Propose, ctx: Context) -> Outcome:
         run = {"id": new_id(), "plan": plan.id, "area": area, "state": "proposed", "level": None,
                "pending_level": level, "proposals": [proposal], "proposed_at": now, "confirmed_at": None,
                "confirmed_by": None, "ended_at": None, "closed_at": None, "end_reason": None, "timeline": []}
+        # two processes proposing at once: both take the plan's slot at the version they read, one commits
+        ops.append(PutDoc(SLOTS, plan.id, {"plan": plan.id, "run": run["id"]}, expect_version=slot))
     else:
         current = run.get("pending_level") or run["level"]
         if current and LEVELS.index(level) <= LEVELS.index(current):
@@ -112,13 +116,13 @@ async def propose(rt: CityBrain, cmd: Propose, ctx: Context) -> Outcome:
             await rt.execute("plan.confirm", {"run": run_id, "reason": "auto-confirm (drill)"},
                              ctx.child("system:auto-confirm"))
 
-    return _save(rt, run, ctx, "propose", f"{cmd.trigger}: " + "; ".join(cmd.evidence), after, proposed=level,
-                 trigger=cmd.trigger)
+    return _save(rt, run, version, ctx, "propose", f"{cmd.trigger}: " + "; ".join(cmd.evidence), after, ops,
+                 proposed=level, trigger=cmd.trigger)
 
 
 async def confirm(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
     """Confirm the proposed level: declare the mode, issue tasks, put overrides in force, dispatch resources."""
-    run = _run(rt, cmd.run, "proposed", "active")
+    run, version = await _run(rt, cmd.run, "proposed", "active")
     desk = _desk(rt)
     plan = desk.plans[run["plan"]]
     auto = plan.auto_confirm or desk.auto_confirm
@@ -144,21 +148,21 @@ async def confirm(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
             await desk.overrides.apply(run["id"], plan, ctx.child())
             await effects.preposition(rt, run, plan, ctx.child())
 
-    return _save(rt, run, ctx, "confirm", cmd.reason, after, confirmed=level)
+    return _save(rt, run, version, ctx, "confirm", cmd.reason, after, confirmed=level)
 
 
 async def reject(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
     """Reject a proposed plan run."""
     require_role(ctx, "plan.reject")
-    run = _run(rt, cmd.run, "proposed")
+    run, version = await _run(rt, cmd.run, "proposed")
     run["state"] = "rejected"
-    return _save(rt, run, ctx, "reject", cmd.reason)
+    return _save(rt, run, version, ctx, "reject", cmd.reason)
 
 
 async def end(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
     """End an active run: the area goes to recovery, overrides are restored, resources released."""
     require_role(ctx, "plan.end")
-    run = _run(rt, cmd.run, "active")
+    run, version = await _run(rt, cmd.run, "active")
     desk = _desk(rt)
     plan = desk.plans[run["plan"]]
     run.update(state="ended", ended_at=rt.now(), end_reason=cmd.reason, pending_level=None)
@@ -170,13 +174,13 @@ async def end(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
         await effects.release(rt, run["id"], ctx.child())
         desk.judge.reset(run["id"])
 
-    return _save(rt, run, ctx, "end", cmd.reason, after)
+    return _save(rt, run, version, ctx, "end", cmd.reason, after)
 
 
 async def close(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
     """Close a run after recovery: the area returns to normal."""
     require_role(ctx, "plan.close")
-    run = _run(rt, cmd.run, "ended")
+    run, version = await _run(rt, cmd.run, "ended")
     run.update(state="closed", closed_at=rt.now())
     desk = _desk(rt)
 
@@ -187,7 +191,7 @@ async def close(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
                                 "reason": f"plan {run['plan']} recovery over"}, ctx.child())
         desk.judge.reset(run["plan"])
 
-    return _save(rt, run, ctx, "close", cmd.reason or "recovery over", after)
+    return _save(rt, run, version, ctx, "close", cmd.reason or "recovery over", after)
 
 
 def register(rt: CityBrain) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from citybrain.context import Context
 from citybrain.plans.spec import Plan
 from citybrain.plans.tasks import communities_of
@@ -15,54 +13,35 @@ if TYPE_CHECKING:
 
 
 class Overrides:
-    """Swaps the rule engine's rules and the detector threshold while plans are active, and restores them."""
+    """Puts a plan's rule and detector overrides in force while its run is active, and ends them.
+
+    Both are commands of the rules component (rules.override / rules.restore, keyed by the run): the override
+    is a stored document that every process applies from its event and re-applies when it starts, so it holds
+    node-wide, survives restarts, and is ended by whichever process ends the run."""
 
     def __init__(self, rt: CityBrain) -> None:
         self.rt = rt
-        self.saved: dict[str, tuple[list[Any], float]] = {}  # run id -> (rules, detector threshold) before
 
     async def apply(self, run_id: str, plan: Plan, ctx: Context) -> dict[str, Any] | None:
         """Put the plan's rule and detector overrides in force; emit plan.overrides.applied."""
-        judge = self.rt.services.get("rules")
-        if judge is None or (not plan.rules and plan.detector_threshold is None) or run_id in self.saved:
+        if "rules.override" not in self.rt.commands or (not plan.rules and plan.detector_threshold is None):
             return None
-        from citybrain.rules import known_quantities, parse_rules
-
-        before_rules = list(judge.engine.rules)
-        before_threshold = float(judge.detectors.threshold)
-        changed: list[dict[str, Any]] = []
-        if plan.rules:
-            text = yaml.safe_dump({"version": 1, "rules": plan.rules}, allow_unicode=True)
-            new = parse_rules(text, f"{plan.source} overrides", known_quantities(), self.rt.services["places"])
-            by_id = {r.id: r for r in new}
-            merged = [by_id.pop(r.id, r) for r in before_rules] + list(by_id.values())
-            judge.engine = judge._engine(merged)
-            old = {r.id: r for r in before_rules}
-            changed = [{"rule": r.id, "before": _levels(old.get(r.id)), "after": _levels(r)} for r in new]
-        if plan.detector_threshold is not None:
-            judge.detectors.threshold = plan.detector_threshold
-        self.saved[run_id] = (before_rules, before_threshold)
-        data = {"run": run_id, "plan": plan.id, "rules": changed,
-                "detector_threshold": {"before": before_threshold, "after": judge.detectors.threshold}}
+        got = await self.rt.execute("rules.override", {
+            "key": run_id, "source": f"{plan.source} overrides", "rules": plan.rules,
+            "detector_threshold": plan.detector_threshold}, ctx.child())
+        data = {"run": run_id, "plan": plan.id, "rules": got["rules"], "detector_threshold": got["detector_threshold"]}
         await self.rt.emit("plan.overrides.applied", data, ctx.child())
         return data
 
     async def restore(self, run_id: str, plan: Plan, ctx: Context) -> None:
-        """Put back the rules and threshold in force before the run; emit plan.overrides.restored."""
-        saved = self.saved.pop(run_id, None)
-        judge = self.rt.services.get("rules")
-        if saved is None or judge is None:
+        """End the run's overrides (what was in force before holds again); emit plan.overrides.restored."""
+        if "rules.restore" not in self.rt.commands:
             return
-        rules, threshold = saved
-        judge.engine = judge._engine(rules)
-        judge.detectors.threshold = threshold
-        await self.rt.emit("plan.overrides.restored", {"run": run_id, "plan": plan.id,
-                                                       "rules": [r.get("id") for r in plan.rules],
-                                                       "detector_threshold": threshold}, ctx.child())
-
-
-def _levels(rule: Any) -> list[str]:
-    return [] if rule is None else sorted(rule.levels)
+        got = await self.rt.execute("rules.restore", {"key": run_id}, ctx.child())
+        if got["restored"]:
+            await self.rt.emit("plan.overrides.restored", {"run": run_id, "plan": plan.id, "rules": got["rules"],
+                                                           "detector_threshold": got["detector_threshold"]},
+                               ctx.child())
 
 
 def _targets(rt: CityBrain, area: str, to: str) -> list[str]:

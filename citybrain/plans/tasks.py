@@ -126,8 +126,8 @@ def build_tasks(rt: CityBrain, plan: Plan, run: dict[str, Any], level: str, case
 async def issue(rt: CityBrain, cmd: Issue, ctx: Context) -> Outcome:
     """Write the run's tasks for its level, and send community tasks down to their nodes."""
     desk = rt.services["plans"]
-    run = desk.runs.get(cmd.run)
-    if run is None:
+    run, _ = await desk.fetch(cmd.run)  # as stored: the run may have been confirmed on another process
+    if run is None or run["state"] in ("closed", "rejected"):
         raise NotFound(f"run: unknown or closed plan run {cmd.run}", field="run")
     plan: Plan = desk.plans[run["plan"]]
     issued = await issued_keys(rt, cmd.run)
@@ -201,7 +201,7 @@ async def done(rt: CityBrain, cmd: TaskStep, ctx: Context) -> Outcome:
 
 async def report(rt: CityBrain, cmd: Report, ctx: Context) -> Outcome:
     """Record a batch of community reports for an active run."""
-    run = rt.services["plans"].runs.get(cmd.run)
+    run, _ = await rt.services["plans"].fetch(cmd.run)  # as stored, whichever process confirmed it
     if run is None or run["state"] != "active":
         raise Conflict(f"run: plan run {cmd.run} is not active", field="run")
     role = ctx.actor.split(":", 1)[0]

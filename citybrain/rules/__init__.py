@@ -4,23 +4,34 @@ The rule file (YAML, `citybrain/rules/default.yaml` unless settings.extra["rules
 CITYBRAIN_RULES_FILE environment variable name another) is validated at start: a bad file stops the
 node with line-and-field errors instead of failing at 3 a.m. `rules.reload` re-reads it at run time.
 Both rules and detectors produce Signals, handed to the sinks in rt.services["signals"] (risk, alerts).
+
+Overrides (an active emergency plan's stricter rules and detector threshold) are the command `rules.override`,
+kept as documents in "rule_overrides" until `rules.restore`: every process of the node applies them from its
+command events, and a process that starts applies the active ones, so an override is in force node-wide and
+survives a restart. The rules in force are always the file's rules with the active overrides laid over them
+(in the order they were put in force), so overrides of several plans end in any order.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import yaml
 
+from citybrain.bus import Message
 from citybrain.commands import Outcome
-from citybrain.context import Context
+from citybrain.context import Context, new_id
+from citybrain.events import decode_event
 from citybrain.model.types import QUANTITY_UNITS
 from citybrain.rules.detectors import Detectors
 from citybrain.rules.engine import RuleEngine
 from citybrain.rules.loader import RuleFileError, load_rules, parse_rules
 from citybrain.rules.spec import Rule, Signal
+from citybrain.store import PutDoc
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -28,7 +39,10 @@ if TYPE_CHECKING:
 
 __all__ = ["RuleFileError", "load_rules", "parse_rules", "Signal", "SignalHub", "known_quantities"]
 
+log = logging.getLogger("citybrain.rules")
 Sink = Callable[[list[Signal]], Awaitable[None]]
+OVERRIDES = "rule_overrides"
+OVERRIDE_EVENTS = ("cb.event.command.rules.override", "cb.event.command.rules.restore")
 
 
 def known_quantities() -> set[str]:
@@ -65,6 +79,22 @@ class RuleReload(msgspec.Struct, kw_only=True):
     path: str | None = None
 
 
+class RuleOverride(msgspec.Struct, kw_only=True):
+    """rules.override: rules (rule-file syntax; same id replaces a rule) and a detector threshold put in force on
+    every process under `key` (a plan run) until rules.restore."""
+
+    key: str
+    source: str = "override"
+    rules: list[dict[str, Any]] = []
+    detector_threshold: float | None = None
+
+
+class RuleRestore(msgspec.Struct, kw_only=True):
+    """rules.restore: end the override put in force under `key`."""
+
+    key: str
+
+
 class Judge:
     """Runs rules and detectors on the located observations of the pipeline."""
 
@@ -72,11 +102,14 @@ class Judge:
         self.rt = rt
         self.path = path
         self.hub: SignalHub = rt.services["signals"]
+        self.base_rules = rules  # the rule file's, before overrides
         self.engine = self._engine(rules)
         extra = rt.settings.extra
-        self.detectors = Detectors(threshold=float(extra.get("detector_threshold", 0.99)),
-                                   warmup=int(extra.get("detector_warmup", 72)))
+        self.base_threshold = float(extra.get("detector_threshold", 0.99))
+        self.detectors = Detectors(threshold=self.base_threshold, warmup=int(extra.get("detector_warmup", 72)))
         self.detect = bool(extra.get("detectors", True))
+        self.overrides: dict[str, dict[str, Any]] = {}  # key -> active override document, as stored
+        self._parsed: dict[str, list[Rule]] = {}  # override generation -> its parsed rules
 
     def _engine(self, rules: list[Rule]) -> RuleEngine:
         places = self.rt.services["places"]
@@ -88,9 +121,75 @@ class Judge:
     def reload(self, path: str | None = None) -> list[Rule]:
         """Re-read and validate the rule file; the old rules stay in force if it is bad."""
         rules = load_rules(path or self.path, known_quantities(), self.rt.services["places"])
-        self.engine = self._engine(rules)
+        self.base_rules = rules
         self.path = path or self.path
+        self.rebuild()  # the overrides in force stay in force over the new file
         return rules
+
+    # overrides -------------------------------------------------------------------------------
+    def parse_override(self, doc: dict[str, Any]) -> list[Rule]:
+        """Return the rules of an override document (parsed once per generation; RuleFileError if bad)."""
+        got = self._parsed.get(str(doc["gen"]))
+        if got is None:
+            if not doc.get("rules"):
+                return []
+            text = yaml.safe_dump({"version": 1, "rules": doc["rules"]}, allow_unicode=True)
+            got = parse_rules(text, str(doc.get("source") or "override"), known_quantities(), self.rt.services["places"])
+            self._parsed[str(doc["gen"])] = got
+        return got
+
+    def in_force(self, overrides: dict[str, dict[str, Any]]) -> tuple[list[Rule], float]:
+        """Return the rules and detector threshold that hold with these overrides over the file's rules."""
+        rules = list(self.base_rules)
+        threshold = self.base_threshold
+        for doc in sorted(overrides.values(), key=lambda d: (d["applied_at"], d["gen"])):
+            by_id = {r.id: r for r in self.parse_override(doc)}
+            rules = [by_id.pop(r.id, r) for r in rules] + list(by_id.values())
+            if doc.get("detector_threshold") is not None:
+                threshold = float(doc["detector_threshold"])
+        return rules, threshold
+
+    def rebuild(self) -> None:
+        """Put the file's rules with the active overrides in force (a new engine: rule windows start afresh)."""
+        rules, threshold = self.in_force(self.overrides)
+        self.engine = self._engine(rules)
+        self.detectors.threshold = threshold
+        live = {str(d["gen"]) for d in self.overrides.values()}
+        self._parsed = {g: r for g, r in self._parsed.items() if g in live}
+
+    async def load_overrides(self) -> None:
+        """Apply the overrides that are active in the store (at start: they outlive every process)."""
+        found: dict[str, dict[str, Any]] = {}
+        for doc in await self.rt.store.list_docs(OVERRIDES, where={"active": True}, limit=10_000):
+            try:
+                self.parse_override(doc.data)
+            except RuleFileError as exc:  # the city changed under a stored override: run without it, say so
+                log.error("rule override %s cannot be applied: %s", doc.id, exc.detail)
+                continue
+            found[doc.id] = doc.data
+        if found or self.overrides:
+            self.overrides = found
+            self.rebuild()
+
+    async def on_override_event(self, msg: Message) -> None:
+        """Follow rules.override / rules.restore of any process: re-read that override from the store."""
+        data = decode_event(msg.data).data
+        key = str(data.get("key", ""))
+        held = self.overrides.get(key)
+        if held is not None and data.get("active") and held["gen"] == data.get("gen"):
+            return  # put in force here already (this process ran the command)
+        if held is None and not data.get("active") and not data.get("gen"):
+            return
+        doc = await self.rt.store.get_doc(OVERRIDES, key)  # the store, not the event, is the truth
+        if doc is not None and doc.data.get("active"):
+            if held is not None and held["gen"] == doc.data["gen"]:
+                return
+            self.overrides[key] = doc.data
+        elif held is not None:
+            del self.overrides[key]
+        else:
+            return
+        self.rebuild()
 
     async def on_rows(self, located: list[Located]) -> None:
         """Judge each numeric observation; pass the resulting signals on."""
@@ -137,6 +236,53 @@ async def _reload(rt: CityBrain, cmd: RuleReload, ctx: Context) -> Outcome:
     return Outcome(result={"rules": len(rules)}, event={"path": cmd.path, "rules": [r.id for r in rules]})
 
 
+def _levels(rule: Rule | None) -> list[str]:
+    return [] if rule is None else sorted(rule.levels)
+
+
+async def _override(rt: CityBrain, cmd: RuleOverride, ctx: Context) -> Outcome:
+    judge: Judge = rt.services["rules"]
+    doc = {"key": cmd.key, "source": cmd.source, "rules": cmd.rules, "detector_threshold": cmd.detector_threshold,
+           "active": True, "applied_at": rt.now(), "restored_at": None, "gen": new_id(), "actor": ctx.actor}
+    new = judge.parse_override(doc)  # a bad rule is refused here, before anything is stored
+    stored = await rt.store.get_doc(OVERRIDES, cmd.key)
+    before_rules = {r.id: r for r in judge.engine.rules}
+    before_threshold = float(judge.detectors.threshold)
+    _, after_threshold = judge.in_force({**judge.overrides, cmd.key: doc})
+    result = {"key": cmd.key, "rules": [{"rule": r.id, "before": _levels(before_rules.get(r.id)), "after": _levels(r)}
+                                        for r in new],
+              "detector_threshold": {"before": before_threshold, "after": after_threshold}}
+
+    async def after() -> None:
+        judge.overrides[cmd.key] = doc
+        judge.rebuild()
+
+    return Outcome(ops=[PutDoc(OVERRIDES, cmd.key, doc, expect_version=stored.version if stored else 0)],
+                   result=result, after=after,
+                   event={"key": cmd.key, "gen": doc["gen"], "active": True, "source": cmd.source,
+                          "rules": [r.id for r in new], "detector_threshold": cmd.detector_threshold})
+
+
+async def _restore(rt: CityBrain, cmd: RuleRestore, ctx: Context) -> Outcome:
+    judge: Judge = rt.services["rules"]
+    stored = await rt.store.get_doc(OVERRIDES, cmd.key)
+    if stored is None or not stored.data.get("active"):
+        return Outcome(result={"key": cmd.key, "restored": False}, record=False,
+                       event={"key": cmd.key, "gen": None, "active": False})
+    doc = {**stored.data, "active": False, "restored_at": rt.now()}
+    rest = {k: d for k, d in judge.overrides.items() if k != cmd.key}
+    _, threshold = judge.in_force(rest)
+
+    async def after() -> None:
+        judge.overrides.pop(cmd.key, None)
+        judge.rebuild()
+
+    return Outcome(ops=[PutDoc(OVERRIDES, cmd.key, doc, expect_version=stored.version)], after=after,
+                   result={"key": cmd.key, "restored": True, "rules": [r.get("id") for r in doc["rules"]],
+                           "detector_threshold": threshold},
+                   event={"key": cmd.key, "gen": doc["gen"], "active": False})
+
+
 async def setup(rt: CityBrain) -> None:
     """Load the rule file, create the judge and plug it into the situation pipeline."""
     rt.services.setdefault("signals", SignalHub())
@@ -146,5 +292,11 @@ async def setup(rt: CityBrain) -> None:
     rt.services["rules"] = judge
     rt.services["situation"].listeners.append(judge.on_rows)
     rt.commands.register("rules.reload", RuleReload, _reload, "re-read and validate the rule file")
+    rt.commands.register("rules.override", RuleOverride, _override,
+                         "put override rules and a detector threshold in force on every process (until restore)")
+    rt.commands.register("rules.restore", RuleRestore, _restore, "end an override put in force by rules.override")
+    for subject in OVERRIDE_EVENTS:  # every process follows them: no durable, no queue
+        await rt.bus.subscribe(subject, judge.on_override_event)
+    await judge.load_overrides()  # after subscribing: an override put in force meanwhile is not missed
     if judge.engine.sweep_rules:
         rt.spawn(judge.sweep_loop(float(rt.settings.extra.get("absence_sweep", 60.0))), name="rules-absence")
