@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import orjson
 
+from citybrain.bus import Message
 from citybrain.commands import Outcome
 from citybrain.context import Context
 from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound, ValidationError
@@ -92,6 +94,21 @@ class ModeBoard:
         for doc in await self.rt.store.list_docs(COLLECTION, limit=1_000_000):
             self.states[doc.id], self.versions[doc.id] = doc.data, doc.version
 
+    async def refresh(self, area: str) -> None:
+        """Re-read one area's declared mode from the store (another process may have changed it)."""
+        doc = await self.rt.store.get_doc(COLLECTION, area)
+        if doc is None:
+            self.states.pop(area, None)
+            self.versions.pop(area, None)
+        elif doc.version >= self.versions.get(area, 0):
+            self.states[area], self.versions[area] = doc.data, doc.version
+
+    async def on_changed(self, msg: Message) -> None:
+        """Follow mode changes made on any process of the node (every process gets every event)."""
+        area = orjson.loads(msg.data).get("data", {}).get("area")
+        if isinstance(area, str):
+            await self.refresh(area)
+
     def declared(self, area: str) -> dict[str, Any]:
         """Return the area's own declared state (normal when nothing was declared)."""
         return self.states.get(area) or {"area": area, "mode": "normal", "level": None, "reason": "", "since": None,
@@ -160,6 +177,7 @@ class ModeBoard:
 async def _declare(rt: CityBrain, cmd: Declare, ctx: Context) -> Outcome:
     require_role(ctx, "mode.declare")
     board: ModeBoard = rt.services["modes"]
+    await board.refresh(cmd.area)  # decide on the stored state, not on what this process last heard
     places = rt.services.get("places")
     if places is not None and cmd.area not in places:
         raise NotFound(f"area: unknown place {cmd.area}", field="area")
@@ -184,6 +202,7 @@ async def _declare(rt: CityBrain, cmd: Declare, ctx: Context) -> Outcome:
 async def _revert(rt: CityBrain, cmd: Revert, ctx: Context) -> Outcome:
     require_role(ctx, "mode.revert")
     board: ModeBoard = rt.services["modes"]
+    await board.refresh(cmd.area)
     old = board.declared(cmd.area)
     if not old.get("previous"):
         raise Conflict(f"area: {cmd.area} has no mode change to revert", field="area")
@@ -197,6 +216,7 @@ async def _revert(rt: CityBrain, cmd: Revert, ctx: Context) -> Outcome:
 async def setup(rt: CityBrain) -> None:
     """Load declared modes and register mode.declare and mode.revert."""
     board = ModeBoard(rt)
+    await rt.bus.subscribe("cb.event.mode.changed", board.on_changed)  # before load: nothing missed between
     await board.load()
     rt.services["modes"] = board
     rt.commands.register("mode.declare", Declare, _declare, "declare an area's operating mode (and level)", ROLES)

@@ -68,3 +68,29 @@ async def test_bad_declarations_are_clear_errors(rt: CityBrain) -> None:
     with pytest.raises(ValidationError, match="mode"):
         await rt.execute("mode.declare", {"area": CITY, "mode": "panic"}, ctx)
     assert await rt.store.get_doc("modes", CITY) is None
+
+
+async def test_two_processes_see_one_mode_board(tmp_path: Path) -> None:
+    """A mode declared through one process of the node is in force on the other, and decided on stored state."""
+    from cases.node import Node
+
+    clock = FakeClock("2016-07-20T01:00:00Z")
+    node = Node(str(tmp_path / "modes2.db"), lambda: Settings(), ["citybrain.model.commands", "citybrain.modes"],
+                clock=clock)
+    async with node:
+        a = await node.start()
+        await load_demo_city(a, "tiny")
+        b = await node.start()
+        ctx = a.context("command_centre:wang")
+        await a.execute("mode.declare", {"area": DISTRICT, "mode": "watch", "reason": "rain forecast"}, ctx)
+        await node.settle()
+        assert b.services["modes"].mode_of(COMMUNITY)["mode"] == "watch"
+        # b decides on the stored state: escalating from watch is allowed, repeating watch is not
+        with pytest.raises(Conflict):
+            await b.execute("mode.declare", {"area": DISTRICT, "mode": "watch", "reason": "again"}, ctx)
+        await b.execute("mode.declare", {"area": DISTRICT, "mode": "emergency", "level": 4, "reason": "rain"}, ctx)
+        await node.settle()
+        assert a.services["modes"].mode_of(COMMUNITY)["level"] == "IV"
+        await a.execute("mode.revert", {"area": DISTRICT, "reason": "eased"}, ctx)  # a's copy was not stale
+        await node.settle()
+        assert b.services["modes"].declared(DISTRICT)["mode"] == "watch"
