@@ -5,6 +5,10 @@
 - vulnerability: elderly and children shares, and for floods low-lying cells and old buildings
 Recomputed on every signal, in the observation pipeline, so a cell's level follows its data within a second.
 Every level change is published as event `risk.changed` (bus subject cb.event.risk.changed).
+
+Hazards and assessments are kept per pipeline partition (a cell's and its community's go with the community's
+partition): checkpointed and moved with it (`capture`/`restore`/`drop`), and published for the other processes,
+so that `/api/v1/risk` answers alike everywhere (`everywhere()`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ HAZARD = {"informational": 0.15, "blue": 0.25, "yellow": 0.5, "orange": 0.75, "r
 
 class RiskModel:
     """Keeps the live hazards per cell and the resulting risk of every cell and community."""
+
+    name = "risk"
 
     def __init__(self, rt: CityBrain) -> None:
         self.rt = rt
@@ -186,9 +192,53 @@ class RiskModel:
                                + ", ".join(f"{n} {lvl}" for lvl, n in sorted(counts.items(), key=lambda x: -RANK[x[0]])))
         return out
 
-    def listing(self, level: str | None = None, minimum: str = "blue") -> list[dict[str, Any]]:
-        """Return current assessments at or above `minimum`, worst first."""
-        rows = [r for r in self.risk.values() if RANK.get(r["level"], 0) >= RANK.get(minimum, 1)
+    # partition state (citybrain.situation.partitions) ----------------------------------------
+    def _part(self, place: str) -> int:
+        pipeline = self.rt.services.get("pipeline")
+        return pipeline.part_of_place(place) if pipeline is not None else 0
+
+    def capture(self, n: int) -> Any:
+        """Return the hazards and assessments of partition n's cells and communities."""
+        return {"hazards": {c: b for c, b in self.hazards.items() if self._part(c) == n},
+                "risk": {p: r for p, r in self.risk.items() if self._part(p) == n}}
+
+    def restore(self, n: int, state: Any) -> None:
+        """Take partition n's hazards and assessments back from a checkpoint."""
+        self.hazards.update(state["hazards"])
+        self.risk.update(state["risk"])
+
+    def drop(self, n: int) -> None:
+        """Forget partition n's hazards and assessments."""
+        for c in [c for c in self.hazards if self._part(c) == n]:
+            del self.hazards[c]
+        for p in [p for p in self.risk if self._part(p) == n]:
+            del self.risk[p]
+
+    def publish(self, n: int) -> Any:
+        """Return partition n's assessments, as the other processes read them."""
+        return [r for p, r in sorted(self.risk.items()) if self._part(p) == n]
+
+    def load(self, data: Any) -> Any:
+        """Index published assessments by place."""
+        return {r["place"]: r for r in data}
+
+    async def everywhere(self) -> dict[str, dict[str, Any]]:
+        """Return the assessments of every partition: this process's live, the others' as last published."""
+        pipeline = self.rt.services.get("pipeline")
+        others = await pipeline.read_others() if pipeline is not None else {}
+        if not others:
+            return self.risk
+        out: dict[str, dict[str, Any]] = {}
+        for _, pub in sorted(others.items()):
+            out.update(pub.parts.get(self.name) or {})
+        out.update(self.risk)
+        return out
+
+    def listing(self, level: str | None = None, minimum: str = "blue",
+                risk: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Return current assessments (this process's, or those given) at or above `minimum`, worst first."""
+        rows = [r for r in (self.risk if risk is None else risk).values()
+                if RANK.get(r["level"], 0) >= RANK.get(minimum, 1)
                 and (level is None or r["type"].lower() == level.lower())]
         return sorted(rows, key=lambda r: (-r["score"], r["place"]))
 
@@ -199,6 +249,10 @@ async def setup(rt: CityBrain) -> None:
     await model.load_buildings()
     rt.services["risk"] = model
     rt.services["signals"].sinks.append(model.on_signals)
+    pipeline = rt.services.get("pipeline")
+    if pipeline is not None:
+        pipeline.register(model)
+        pipeline.publish_with(model)
 
     async def model_changed(msg: Message) -> None:
         data = orjson.loads(msg.data).get("data", {})

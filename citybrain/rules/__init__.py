@@ -28,7 +28,7 @@ from citybrain.context import Context, new_id
 from citybrain.events import decode_event
 from citybrain.model.types import QUANTITY_UNITS
 from citybrain.rules.detectors import Detectors
-from citybrain.rules.engine import RuleEngine
+from citybrain.rules.engine import RuleEngine, partition_problems, rules_key
 from citybrain.rules.loader import RuleFileError, load_rules, parse_rules
 from citybrain.rules.spec import Rule, Signal
 from citybrain.store import PutDoc
@@ -96,11 +96,18 @@ class RuleRestore(msgspec.Struct, kw_only=True):
 
 
 class Judge:
-    """Runs rules and detectors on the located observations of the pipeline."""
+    """Runs rules and detectors on the located observations of the pipeline.
+
+    Its state (rule units, detector series) is kept per pipeline partition: capture/restore/drop move one
+    partition's share between processes (citybrain.situation.partitions)."""
+
+    name = "rules"
 
     def __init__(self, rt: CityBrain, rules: list[Rule], path: str | None) -> None:
         self.rt = rt
         self.path = path
+        self.check_partitions(rules, path or "default.yaml")
+        self._series_part: dict[tuple[str, str], int] = {}  # detector series -> partition
         self.hub: SignalHub = rt.services["signals"]
         self.base_rules = rules  # the rule file's, before overrides
         self.engine = self._engine(rules)
@@ -118,9 +125,16 @@ class Judge:
         engine.within = places.within
         return engine
 
+    def check_partitions(self, rules: list[Rule], source: str) -> None:
+        """Refuse rules that one pipeline partition cannot judge (scope above community, pinned places)."""
+        problems = partition_problems(rules, self.rt.cluster.partitions)
+        if problems:
+            raise RuleFileError(source, problems)
+
     def reload(self, path: str | None = None) -> list[Rule]:
         """Re-read and validate the rule file; the old rules stay in force if it is bad."""
         rules = load_rules(path or self.path, known_quantities(), self.rt.services["places"])
+        self.check_partitions(rules, path or self.path or "default.yaml")
         self.base_rules = rules
         self.path = path or self.path
         self.rebuild()  # the overrides in force stay in force over the new file
@@ -135,6 +149,7 @@ class Judge:
                 return []
             text = yaml.safe_dump({"version": 1, "rules": doc["rules"]}, allow_unicode=True)
             got = parse_rules(text, str(doc.get("source") or "override"), known_quantities(), self.rt.services["places"])
+            self.check_partitions(got, str(doc.get("source") or "override"))
             self._parsed[str(doc["gen"])] = got
         return got
 
@@ -206,6 +221,9 @@ class Judge:
                 sig = detectors.observe(row.entity_id, row.attr, item.ts, item.value, item.areas)
                 if sig is not None:
                     out.append(sig)
+                key = (row.entity_id, row.attr)
+                if key not in self._series_part:
+                    self._series_part[key] = item.part
         await self.hub.publish(out)
 
     async def sweep(self) -> list[Signal]:
@@ -214,6 +232,8 @@ class Judge:
         if self.engine.newest and now - self.engine.newest > 86400:
             now = self.engine.newest  # a replay: the clock is far ahead of the data, judge by data time
         signals = self.engine.sweep(now)
+        if signals and "pipeline" in self.rt.services:
+            self.rt.services["pipeline"].touched()  # unit levels changed outside a batch: checkpoint them
         await self.hub.publish(signals)
         return signals
 
@@ -229,6 +249,29 @@ class Judge:
                  "levels": sorted(r.levels, key=["blue", "yellow", "orange", "red"].index), "line": r.line,
                  "overrides": [o.place for o in r.overrides], "scheduled": r.schedule is not None}
                 for r in self.engine.rules]
+
+    # partition state (citybrain.situation.partitions) ----------------------------------------
+    def capture(self, n: int) -> Any:
+        """Return partition n's rule units and detector series."""
+        part_of = self.rt.cluster.partition_of
+        return {"rules": rules_key(self.engine.rules), "newest": self.engine.newest,
+                "units": self.engine.units_of(n, part_of),
+                "series": {k: s for k, s in self.detectors.series.items() if self._series_part.get(k, 0) == n}}
+
+    def restore(self, n: int, state: Any) -> None:
+        """Take partition n's rule units and detector series back from a checkpoint."""
+        self.engine.restore_units(state["units"], state["rules"] == rules_key(self.engine.rules))
+        self.engine.newest = max(self.engine.newest, float(state["newest"]))
+        self.detectors.series.update(state["series"])
+        for key in state["series"]:
+            self._series_part[key] = n
+
+    def drop(self, n: int) -> None:
+        """Forget partition n's rule units and detector series."""
+        self.engine.drop_units(n, self.rt.cluster.partition_of)
+        for key in [k for k, p in self._series_part.items() if p == n]:
+            del self._series_part[key]
+            self.detectors.series.pop(key, None)
 
 
 async def _reload(rt: CityBrain, cmd: RuleReload, ctx: Context) -> Outcome:
@@ -291,6 +334,8 @@ async def setup(rt: CityBrain) -> None:
     judge = Judge(rt, rules, path)
     rt.services["rules"] = judge
     rt.services["situation"].listeners.append(judge.on_rows)
+    if "pipeline" in rt.services:
+        rt.services["pipeline"].register(judge)
     rt.commands.register("rules.reload", RuleReload, _reload, "re-read and validate the rule file")
     rt.commands.register("rules.override", RuleOverride, _override,
                          "put override rules and a detector threshold in force on every process (until restore)")
@@ -299,4 +344,6 @@ async def setup(rt: CityBrain) -> None:
         await rt.bus.subscribe(subject, judge.on_override_event)
     await judge.load_overrides()  # after subscribing: an override put in force meanwhile is not missed
     if judge.engine.sweep_rules:
-        rt.spawn(judge.sweep_loop(float(rt.settings.extra.get("absence_sweep", 60.0))), name="rules-absence")
+        every = float(rt.settings.extra.get("absence_sweep", 60.0))
+        # on every process, not as a singleton: each sweeps the units of the partitions it owns
+        rt.spawn(judge.sweep_loop(every), name="rules-absence")

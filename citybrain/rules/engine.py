@@ -1,8 +1,15 @@
-"""Evaluate the rules on every observation, per sensor or per place, and report level changes as signals."""
+"""Evaluate the rules on every observation, per sensor or per place, and report level changes as signals.
+
+The units (what the engine remembers per sensor and place) of a community's sensors, cells and the community
+itself go with the community's pipeline partition: `units_of(part, part_of)` selects them for a checkpoint,
+and `restore_units` / `drop_units` move them between processes.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from citybrain.rules.spec import (
@@ -133,6 +140,24 @@ class RuleEngine:
                     if lvl == rule.scope and unit.id != areas.get(rule.scope):
                         self._judge(rule, unit, ts, None, out, entity, quantity, value)
         return out
+
+    # partitions ------------------------------------------------------------------------------
+    def units_of(self, part: int, part_of: Callable[[str | None], int]) -> dict[tuple[str, str], Unit]:
+        """Return the units of one partition (part_of: community → partition)."""
+        return {k: u for k, u in self.units.items() if part_of(u.community) == part}
+
+    def restore_units(self, units: dict[tuple[str, str], Unit], same_rules: bool) -> None:
+        """Take units back from a checkpoint; timers and members are kept only if the rules are the same."""
+        for key, unit in units.items():
+            if not same_rules:  # condition keys may mean other conditions now: restart "for" timers and counts
+                unit.since.clear()
+                unit.members.clear()
+            self.units[key] = unit
+
+    def drop_units(self, part: int, part_of: Callable[[str | None], int]) -> None:
+        """Forget the units of one partition."""
+        for key in [k for k, u in self.units.items() if part_of(u.community) == part]:
+            del self.units[key]
 
     def _feed(self, u: Unit, level: str, q: str, ts: float, value: float) -> None:
         old = u.last.get(q)
@@ -279,3 +304,46 @@ def _dur(seconds: float) -> str:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
 
+
+
+ABOVE_COMMUNITY = ("subdistrict", "district", "city")
+
+
+def partition_problems(rules: list[Rule], partitions: int) -> list[dict[str, Any]]:
+    """Return why rules cannot be judged inside one pipeline partition (a community's): none if partitions == 1.
+
+    A partition sees every sensor of its communities and nothing else, so a rule over a subdistrict, a
+    district or the city, or a condition reading another place's data, would judge a fraction of its input."""
+    if partitions <= 1:
+        return []
+    problems: list[dict[str, Any]] = []
+    fix = f"the node runs the pipeline in {partitions} partitions keyed by community; set partitions=1 to use it"
+    for rule in rules:
+        if rule.scope in ABOVE_COMMUNITY:
+            problems.append({"line": rule.line, "field": f"{rule.id}.scope",
+                             "error": f"rule {rule.id!r} has scope {rule.scope}, above community: {fix}"})
+        for place in sorted(rule.pinned):
+            problems.append({"line": rule.line, "field": f"{rule.id}.place",
+                             "error": f"rule {rule.id!r} reads the data of {place} (a condition pinned to another "
+                                      f"place), which another partition may hold: {fix}"})
+    return problems
+
+
+def _cond_keys(c: Cond, out: list[int]) -> None:
+    out.append(c.key)
+    if isinstance(c, Group):
+        for p in c.parts:
+            _cond_keys(p, out)
+    elif isinstance(c, Count) and c.of is not None:
+        _cond_keys(c.of, out)
+
+
+def rules_key(rules: list[Rule]) -> str:
+    """Return a fingerprint of the rules and their condition keys (unit timers are keyed by them)."""
+    parts = []
+    for rule in rules:
+        keys: list[int] = []
+        for cond in RuleEngine._conds(rule):
+            _cond_keys(cond, keys)
+        parts.append(f"{rule.id}:{','.join(map(str, keys))}")
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=12).hexdigest()

@@ -1,4 +1,8 @@
-"""HTTP API of the live city: /api/v1/situation, /api/v1/risk and /api/v1/rules."""
+"""HTTP API of the live city: /api/v1/situation, /api/v1/risk and /api/v1/rules.
+
+Situation and risk are answered alike by every process of the node: the partitions this process owns from
+memory, the others from the snapshots their owners publish in the store (at most `situation_throttle` old,
+and read again at most once per throttle period)."""
 
 from __future__ import annotations
 
@@ -21,23 +25,28 @@ def _known(request: Request, place: str) -> None:
 @router.get("/situation")
 async def situation_overview(request: Request, level: str = Query("district", description="grid … city"),
                              place: str | None = Query(None, description="only places in this area")) -> Response:
-    """Return the brief situation of every place of one level (in an area; a place-scoped caller: its own)."""
+    """Return the brief situation of every place of one level (in an area; a place-scoped caller: its own).
+
+    Every process answers alike: its own partitions live, the others from their published snapshots
+    (at most `situation_throttle` old)."""
     rt = rt_of(request)
-    sit = rt.services["situation"]
     area = confine(request, place)
     if area is not None:
         _known(request, area)
     places = rt.services["places"]
-    ids = sorted(pid for pid, s in sit.states.items() if s.level == level
-                 and (area is None or (pid in places and places.within(pid, area))))
-    return json({"level": level, "observations": sit.observations, "places": [sit.summary(p, brief=True) for p in ids]})
+    view = await rt.services["situation"].view()
+    now = rt.services["situation"].now()
+    ids = [pid for pid in view.ids_at(level) if area is None or (pid in places and places.within(pid, area))]
+    return json({"level": level, "observations": view.observations,
+                 "places": [view.summary(p, now, brief=True) for p in ids]})
 
 
 @router.get("/situation/{place}")
 async def situation_of(request: Request, place: str) -> Response:
     """Return the situation of a place: latest values, rolling statistics, freshness and coverage."""
     _known(request, place)
-    return json(rt_of(request).services["situation"].summary(place))
+    sit = rt_of(request).services["situation"]
+    return json((await sit.view()).summary(place, sit.now()))
 
 
 @router.get("/risk")
@@ -51,7 +60,8 @@ async def risk_list(
     if min not in RANK:
         raise NotFound(f"unknown level {min}", field="min")
     rt = rt_of(request)
-    rows = rt.services["risk"].listing(level, min)
+    model = rt.services["risk"]
+    rows = model.listing(level, min, await model.everywhere())
     area = confine(request, place)
     if area is not None:
         _known(request, area)
@@ -65,13 +75,13 @@ async def risk_of(request: Request, place: str) -> Response:
     """Return the risk of a cell or community (factors and their contributions); other places list their worst."""
     _known(request, place)
     rt = rt_of(request)
-    model = rt.services["risk"]
-    got = model.risk.get(place)
+    risk = await rt.services["risk"].everywhere()
+    got = risk.get(place)
     p = rt.services["places"].get(place)
     if p is not None and p.type in ("Grid", "Community"):
         return json(got or {"place": place, "type": p.type, "level": "none", "score": 0.0, "factors": [],
                             "explanation": "no active hazard"})
-    inside = [model.risk[c] for c in rt.services["places"].descendants(place) if c in model.risk]
+    inside = [risk[c] for c in rt.services["places"].descendants(place) if c in risk]
     inside = [r for r in inside if r["level"] != "none"]
     inside.sort(key=lambda r: -r["score"])
     top = inside[0]["level"] if inside else "none"
@@ -81,8 +91,10 @@ async def risk_of(request: Request, place: str) -> Response:
 @router.get("/rules")
 async def rules(request: Request) -> Response:
     """Return the rules in force and the detector's counters."""
-    judge = rt_of(request).services["rules"]
-    return json({"file": judge.path or "default.yaml", "rules": judge.describe(), "detectors": judge.detectors.stats()})
+    rt = rt_of(request)
+    judge = rt.services["rules"]
+    return json({"file": judge.path or "default.yaml", "rules": judge.describe(), "detectors": judge.detectors.stats(),
+                 "pipeline": rt.services["pipeline"].describe()})
 
 
 def mount(app: FastAPI, rt: CityBrain) -> None:

@@ -1,4 +1,10 @@
-"""Rolling statistics in constant memory, and the live state of one place."""
+"""Rolling statistics in constant memory, and the live state of one place.
+
+Every piece is exactly mergeable: the buckets of two Rolling windows of the same span line up (a bucket
+starts at ts - ts % width), per-sensor latest values are a union, counts add up and the latest value is the
+newest. The situation of a place above a grid cell is the merge of its cells' states (`merge_states`), which is
+how partitions that each hold some of a district's cells answer for the whole district.
+"""
 
 from __future__ import annotations
 
@@ -156,3 +162,77 @@ class PlaceState:
         self.quantities: dict[str, Quantity] = {}
         self.last_ts = 0.0
         self.observations = 0
+
+
+def merge_rolling(into: Rolling, other: Rolling) -> None:
+    """Add another window of the same span to `into`, bucket by bucket."""
+    if not other.buckets:
+        return
+    if not into.buckets:
+        into.buckets.extend([list(b) for b in other.buckets])
+        return
+    by_start = {b[0]: b for b in into.buckets}
+    for start, n, total, hi, lo in other.buckets:
+        mine = by_start.get(start)
+        if mine is None:
+            by_start[start] = [start, n, total, hi, lo]
+        else:
+            mine[1] += n
+            mine[2] += total
+            mine[3] = max(mine[3], hi)
+            mine[4] = min(mine[4], lo)
+    into.buckets = deque(by_start[k] for k in sorted(by_start))
+
+
+def merge_quantity(into: Quantity, other: Quantity) -> None:
+    """Add another place's (or partition's) quantity to `into`."""
+    # ties go to the larger entity id so that every process merging the same states picks the same latest
+    if other.ts > into.ts or (other.ts == into.ts and other.entity > into.entity):
+        into.value, into.ts, into.entity = other.value, other.ts, other.entity
+    for entity, seen in other.sensors.items():
+        old = into.sensors.get(entity)
+        if old is None or seen[0] >= old[0]:
+            into.sensors[entity] = seen
+    for name, roll in other.windows.items():
+        mine = into.windows.get(name)
+        if mine is not None and mine.span == roll.span:
+            merge_rolling(mine, roll)
+
+
+def merge_states(place_id: str, level: str, states: list[PlaceState], windows: dict[str, float]) -> PlaceState:
+    """Return the state of a place made of the given states (its cells'), leaving them unchanged."""
+    out = PlaceState(place_id, level)
+    for state in states:
+        out.observations += state.observations
+        if state.last_ts > out.last_ts:
+            out.last_ts = state.last_ts
+        for name, q in state.quantities.items():
+            mine = out.quantities.get(name)
+            if mine is None:
+                mine = out.quantities[name] = Quantity(windows)
+                mine.ts = -1.0  # so that the first merged quantity sets the latest value, even at ts 0
+            merge_quantity(mine, q)
+    return out
+
+
+def state_to_plain(state: PlaceState) -> list[Any]:
+    """Return a place state as plain lists and dicts (for a published snapshot)."""
+    return [state.level, state.observations, state.last_ts,
+            {name: [q.value, q.ts, q.entity, {e: [t, v] for e, (t, v) in q.sensors.items()},
+                    {w: [r.span, [list(b) for b in r.buckets]] for w, r in q.windows.items()}]
+             for name, q in state.quantities.items()}]
+
+
+def state_from_plain(place_id: str, data: list[Any]) -> PlaceState:
+    """Rebuild a place state from `state_to_plain` output."""
+    level, observations, last_ts, quantities = data
+    state = PlaceState(place_id, level)
+    state.observations, state.last_ts = int(observations), float(last_ts)
+    for name, (value, ts, entity, sensors, windows) in quantities.items():
+        q = Quantity({w: float(span) for w, (span, _) in windows.items()})
+        q.value, q.ts, q.entity = value, float(ts), entity
+        q.sensors = {e: (float(t), float(v)) for e, (t, v) in sensors.items()}
+        for w, (_, buckets) in windows.items():
+            q.windows[w].buckets = deque([float(x) for x in b] for b in buckets)
+        state.quantities[name] = q
+    return state
