@@ -115,9 +115,12 @@ class Cluster:
     async def stop(self) -> None:
         """Hand everything over: stop jobs, release partitions (state saved first), leave."""
         if self._loop is not None:
-            self._loop.cancel()
+            # an inner wait_for (nats-py) can swallow one cancellation on 3.11: cancel until the loop ends
+            while not self._loop.done():
+                self._loop.cancel()
+                await asyncio.wait({self._loop}, timeout=1.0)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._loop
+                self._loop.result()
             self._loop = None
         async with self._lock:
             for job in self.jobs.values():

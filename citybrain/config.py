@@ -85,6 +85,17 @@ class Settings:
             if raw is not None:
                 values[f.name] = (int(raw) if f.type in ("int", int) else float(raw) if f.type in ("float", float)
                                   else raw)
+        raw_extra = env.get(ENV_PREFIX + "EXTRA")
+        if raw_extra:  # component options (rules_file, sweeps, windows …) as one JSON object
+            import json
+
+            try:
+                extra = json.loads(raw_extra)
+            except ValueError as exc:
+                raise ValueError(f"{ENV_PREFIX}EXTRA: not a JSON object: {exc}") from None
+            if not isinstance(extra, dict):
+                raise ValueError(f"{ENV_PREFIX}EXTRA: expected a JSON object of component options")
+            values["extra"] = extra
         for key, value in overrides.items():
             if value is not None:
                 values[key] = value

@@ -165,3 +165,12 @@ async def test_on_nats_a_job_moves_within_the_ttl() -> None:
         await admin.delete_leases()
         await admin.delete_stream()
         await admin.close()
+
+
+def test_component_options_from_the_environment() -> None:
+    """CITYBRAIN_EXTRA carries component options (sweep periods, rule files) to every process of a node."""
+    got = Settings.from_env({"CITYBRAIN_EXTRA": '{"plans_sweep": 1.5, "rules_file": "r.yaml"}'})
+    assert got.extra == {"plans_sweep": 1.5, "rules_file": "r.yaml"}
+    for bad in ("[1]", "{not json"):
+        with pytest.raises(ValueError, match="CITYBRAIN_EXTRA"):
+            Settings.from_env({"CITYBRAIN_EXTRA": bad})
