@@ -11,7 +11,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from citybrain.clock import parse_time
-from citybrain.errors import CityBrainError
+from citybrain.errors import CityBrainError, Conflict
 from citybrain.plans.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -83,8 +83,12 @@ class Handlers:
             coms = [c.id for c in places.of_type("Community") if places.within(c.id, run["area"])]
             rng = random.Random(f"{self.seed}:{run['id']}:{int(now)}")
             reports = [{"community": c, "status": "incident" if rng.random() < 0.05 else "ok"} for c in coms]
-            await self.rt.execute("plan.report", {"run": run["id"], "reports": reports},
-                                  self.rt.context("community_operator:drill"))
+            try:
+                await self.rt.execute("plan.report", {"run": run["id"], "reports": reports},
+                                      self.rt.context("community_operator:drill"))
+            except Conflict:  # the run ended (or moved on) since this copy of it was read
+                self.last_report.pop(run["id"], None)
+                continue
             self.last_report[run["id"]] = now
             sent += 1
         return sent

@@ -51,3 +51,28 @@ def test_drill_cli_reports_a_bad_plan_clearly(tmp_path: Path) -> None:
     out = CliRunner().invoke(app, [str(bad), "--out", str(tmp_path)])
     assert out.exit_code == 1
     assert "bad.yaml:3: tasks[0].department: unknown department 'nobody'" in out.output
+
+
+async def test_handlers_skip_a_run_that_ended_since_their_copy_was_read() -> None:
+    """Another process (or the plan's own follow-up) may end a run between reading it and reporting on it."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from citybrain.drill.handlers import Handlers
+    from citybrain.errors import Conflict
+
+    calls: list[str] = []
+
+    async def execute(name: str, data: dict[str, Any], ctx: object) -> None:
+        calls.append(name)
+        raise Conflict(f"plan run {data['run']} is not active")
+
+    run = {"id": "run-1", "plan": "rainstorm", "state": "active", "area": "urn:ngsi-ld:City:x",
+           "confirmed_at": "2016-07-20T07:00:00Z"}
+    places = SimpleNamespace(of_type=lambda kind: [SimpleNamespace(id="urn:ngsi-ld:Community:c1")],
+                             within=lambda place, area: True)
+    desk = SimpleNamespace(runs={"run-1": run}, plans={"rainstorm": SimpleNamespace(reporting=60.0)})
+    rt = SimpleNamespace(services={"plans": desk, "places": places}, execute=execute, context=lambda actor: actor)
+    handlers = Handlers(rt)  # type: ignore[arg-type]
+    assert await handlers._reports(4_000_000_000.0) == 0
+    assert calls == ["plan.report"] and "run-1" not in handlers.last_report
