@@ -21,6 +21,7 @@ from citybrain.commands import CommandRegistry, Outcome
 from citybrain.config import Settings
 from citybrain.context import Context
 from citybrain.events import Event, encode_event
+from citybrain.nodekeys import node_secret, subkey
 from citybrain.store import AddDeadLetter, AppendEvent, Store, open_store
 
 log = logging.getLogger("citybrain")
@@ -78,11 +79,23 @@ class CityBrain:
         self._stop_hooks: list[Any] = []
         self.started = False
         self.started_at = ""
+        self._secret: str | None = None
 
     @property
     def node_id(self) -> str:
         """This node's id in a federation."""
         return self.settings.node_id
+
+    @property
+    def node_secret(self) -> str:
+        """The node's secret (the same on every process of the node; see citybrain.nodekeys)."""
+        if self._secret is None:
+            self._secret = node_secret(self.settings)
+        return self._secret
+
+    def subkey(self, purpose: str) -> bytes:
+        """A key for one purpose, derived from the node secret (features never hold the secret itself)."""
+        return subkey(self.node_secret, purpose)
 
     def now(self) -> str:
         """Return the clock's current time as canonical UTC ISO 8601."""

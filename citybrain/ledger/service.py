@@ -25,8 +25,8 @@ from citybrain.ledger.checkpoint import open_checkpoint
 from citybrain.ledger.log import PAGE, LedgerLog, entry_of
 from citybrain.ledger.merkle import verify_consistency
 from citybrain.ledger.note import Signer, Verifier
+from citybrain.nodekeys import node_file, pin_node_secret, read_or_create
 from citybrain.store.base import Op, PutDoc
-from citybrain.trust.secrets import node_file, pin_node_secret, read_or_create
 
 if TYPE_CHECKING:
     from citybrain.config import Settings

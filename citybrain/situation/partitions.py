@@ -15,7 +15,11 @@ grid cell lies in (`rt.cluster.partition_of`). This process runs partition n onl
   stale), then forget the state.
 
 Checkpoints are pickles (zlib-compressed): the state is many small slotted objects (Rolling buckets,
-detector bitmaps, rule timers) that only this node's processes of the same format read back. Every
+detector bitmaps, rule timers) that only this node's processes of the same format read back. Unpickling
+runs code, so a checkpoint carries an HMAC-SHA256 over its partition, format and bytes, keyed by a key
+derived from the node secret (which is never in the store); one whose MAC does not verify (written by
+someone holding the database but not the node secret, or moved to another partition) is refused with an
+error in the log and never unpickled: the partition starts empty and replays what the bus still holds. Every
 write names the document version it read, so a process that lost its lease without noticing cannot
 overwrite the new owner's checkpoint (Conflict: it drops the partition).
 
@@ -34,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import hmac
 import logging
 import pickle
 import time
@@ -57,7 +63,7 @@ log = logging.getLogger("citybrain.pipeline")
 CHECKPOINTS = "pipeline_checkpoints"
 SNAPSHOTS = "situation_snapshots"
 JOURNAL = "pipeline_journal"
-FORMAT = 1  # bump when a captured state changes shape: older checkpoints are then ignored, not misread
+FORMAT = 2  # 2: checkpoints carry a MAC. Bump when a captured state changes shape: older checkpoints are then ignored, not misread
 RECENT_IDS = 512
 REROUTED = "rerouted-from"  # header of a batch the pipeline moved to the partition it belongs to
 
@@ -161,6 +167,8 @@ class Pipeline:
         self._commits: set[asyncio.Future[None]] = set()  # journal writes in flight
         self.checkpoints = 0
         self.restores = 0
+        self.refused = 0  # checkpoints whose MAC did not verify (never unpickled)
+        self._key: bytes | None = None
         self.replayed = 0
         self._place_part: dict[str, int] = {}
 
@@ -211,8 +219,15 @@ class Pipeline:
             if doc is not None:
                 part.version = doc.version
                 data = doc.data
-                if data.get("format") == FORMAT and data.get("partitions") == self.partitions:
-                    state = pickle.loads(zlib.decompress(base64.b64decode(data["state"])))
+                blob = base64.b64decode(data["state"]) if data.get("format") == FORMAT else b""
+                if data.get("format") == FORMAT and not hmac.compare_digest(str(data.get("mac", "")),
+                                                                            self._mac(n, blob)):
+                    self.refused += 1
+                    log.error("partition %d: checkpoint refused: its MAC does not verify with this node's secret "
+                              "(written by a process with another secret, or not by this node); starting empty",
+                              n)
+                elif data.get("format") == FORMAT and data.get("partitions") == self.partitions:
+                    state = pickle.loads(zlib.decompress(blob))
                     async with self.turn:
                         for holder in self.holders:
                             got = state.get(holder.name)
@@ -479,7 +494,8 @@ class Pipeline:
                 return 0
             packed = await asyncio.to_thread(lambda: [zlib.compress(blob, 1) for _, _, blob, _ in taken])
             done = await asyncio.gather(*[
-                self._put(CHECKPOINTS, part, {**meta, "bytes": len(blob), "state": base64.b64encode(z).decode()},
+                self._put(CHECKPOINTS, part, {**meta, "bytes": len(blob), "state": base64.b64encode(z).decode(),
+                                              "mac": self._mac(part.n, z)},
                           "version", [DeleteDoc(JOURNAL, i) for i in covered])
                 for (part, meta, blob, covered), z in zip(taken, packed, strict=True)])
             for (part, _, _, covered), ok in zip(taken, done, strict=True):
@@ -487,6 +503,13 @@ class Pipeline:
                     part.journaled[:0] = covered
             self.checkpoints += sum(done)
             return sum(done)
+
+    def _mac(self, n: int, packed: bytes) -> str:
+        """The MAC of partition n's packed checkpoint state under this node's checkpoint key."""
+        if self._key is None:
+            self._key = self.rt.subkey("pipeline-checkpoint")
+        head = f"{n}:{self.partitions}:{FORMAT}:".encode()
+        return hmac.new(self._key, head + packed, hashlib.sha256).hexdigest()
 
     async def publish(self, ns: list[int]) -> None:
         """Write the read snapshots of these owned partitions, then run the after-publish hooks."""
@@ -581,8 +604,8 @@ class Pipeline:
         return {"partitions": self.partitions, "owned": {str(n): {"seq": p.seq, "handled": p.handled,
                                                              "checkpoint_version": p.version}
                                                          for n, p in sorted(self.parts.items())},
-                "checkpoints": self.checkpoints, "restores": self.restores, "skipped_redeliveries": self.skipped,
-                "rerouted_rows": self.rerouted, "rounds": self.rounds,
+                "checkpoints": self.checkpoints, "restores": self.restores, "refused_checkpoints": self.refused,
+                "skipped_redeliveries": self.skipped, "rerouted_rows": self.rerouted, "rounds": self.rounds,
                 "journal": self.journal, "replayed_batches": self.replayed}
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import sys
 from typing import TYPE_CHECKING, Any
 
 from citybrain.errors import AlreadyExists
+from citybrain.nodekeys import fingerprint, node_file, pin_node_secret, write_secret
 from citybrain.trust.identity import Directory, Identity, register
-from citybrain.trust.secrets import fingerprint, node_file, pin_node_secret, read_or_create, write_secret
 from citybrain.trust.tokens import Unauthorized, decode, issue
 
 if TYPE_CHECKING:
@@ -24,10 +23,7 @@ class AuthService:
     def __init__(self, rt: CityBrain) -> None:
         self.rt = rt
         self.directory = Directory(rt)
-        secret = rt.settings.jwt_secret
-        if not secret:
-            secret, _ = read_or_create(node_file(rt.settings, ".jwt-secret"), lambda: secrets.token_urlsafe(32))
-        self._secret = secret
+        self._secret = rt.node_secret
 
     def __repr__(self) -> str:
         return f"AuthService(node={self.rt.node_id!r})"

@@ -31,7 +31,7 @@ from citybrain.clock import FakeClock
 from citybrain.config import Settings
 from citybrain.rules import RuleFileError
 from citybrain.runtime import CityBrain
-from citybrain.situation.partitions import CHECKPOINTS, JOURNAL
+from citybrain.situation.partitions import CHECKPOINTS, FORMAT, JOURNAL
 from citybrain.situation.stats import PlaceState, Quantity, merge_states
 from citybrain.situation.view import View
 
@@ -301,7 +301,7 @@ async def test_windows_continue_across_a_restart(tmp_path: Path) -> None:
         await rt.stop()  # releases every partition: the last checkpoint is written
     docs = {d.id: d.data for d in await _docs(store, CHECKPOINTS)}
     n = str(rt.cluster.partition_of(community))
-    assert docs[n]["seq"] > 0 and docs[n]["owner"] == "solo" and docs[n]["format"] == 1
+    assert docs[n]["seq"] > 0 and docs[n]["owner"] == "solo" and docs[n]["format"] == FORMAT
     again = CityBrain(settings(store, "solo-2", bus="memory"), clock=FakeClock("2016-07-20T02:00:00Z"))
     await again.start()
     try:
@@ -315,6 +315,71 @@ async def test_windows_continue_across_a_restart(tmp_path: Path) -> None:
         assert summary["24h"]["n"] == 11 and summary["24h"]["mean"] == 10.0
     finally:
         await again.stop()
+
+
+class _Boom:
+    """A pickle that runs code when loaded: what someone holding only the database could plant."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (_Boom.target,))
+
+    target = Path("/nonexistent")
+
+
+@pytest.mark.parametrize("forgery", ["planted", "other-secret", "other-partition"])
+async def test_a_checkpoint_that_does_not_verify_is_never_unpickled(tmp_path: Path, forgery: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Checkpoints are pickles: only ones MACed with this node's secret for this partition are loaded."""
+    import base64
+    import pickle
+
+    from citybrain.store import PutDoc, open_store
+
+    store, community = str(tmp_path / "c.db"), COMMUNITIES[2]
+    rt = CityBrain(settings(store, "solo", bus="memory"), clock=FakeClock("2016-07-20T00:00:00Z"))
+    await rt.start()
+    try:
+        await build_city(rt)
+        await send([rt], community, range(6))
+        await settle(rt.bus, [rt])  # type: ignore[arg-type]
+        n = rt.cluster.partition_of(community)
+    finally:
+        await rt.stop()
+    docs = {d.id: d for d in await _docs(store, CHECKPOINTS)}
+    doc = docs[str(n)]
+    data = dict(doc.data)
+    _Boom.target = tmp_path / "pwned"
+    if forgery == "planted":  # a crafted pickle with a made-up MAC
+        data["state"] = base64.b64encode(zlib.compress(pickle.dumps(_Boom()))).decode()
+        data["mac"] = "0" * 64
+    elif forgery == "other-partition":  # a genuine checkpoint of another partition copied over this one
+        other = next(d for k, d in docs.items() if k != str(n) and d.data.get("seq", 0) >= 0)
+        data["state"], data["mac"] = other.data["state"], other.data["mac"]
+    raw = open_store(store)
+    await raw.open()
+    try:
+        await raw.apply([PutDoc(CHECKPOINTS, str(n), data, expect_version=doc.version)])
+    finally:
+        await raw.close()
+    more = {"jwt_secret": "another node's secret"} if forgery == "other-secret" else {}
+    again = CityBrain(settings(store, "solo-2", bus="memory", **more), clock=FakeClock("2016-07-20T02:00:00Z"))
+    if more:  # the node pins its secret: a process with another one does not start at all
+        from citybrain.errors import Conflict
+
+        with pytest.raises(Conflict, match="jwt_secret"):
+            await again.start()
+        with contextlib.suppress(Exception):
+            await again.stop()
+        return
+    await again.start()
+    try:
+        pipeline = again.services["pipeline"]
+        assert pipeline.describe()["refused_checkpoints"] == 1
+        assert again.services["situation"].summary(community)["quantities"] == {}  # started empty
+        assert "checkpoint refused" in caplog.text
+    finally:
+        await again.stop()
+    assert not _Boom.target.exists()
 
 
 async def _docs(path: str, collection: str) -> list[Any]:

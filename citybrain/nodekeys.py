@@ -1,4 +1,9 @@
-"""Secret files of a node (ledger signing key, token secret, bootstrap admin key) kept next to its store."""
+"""A node's secrets: the files beside its store (ledger signing key, node secret, bootstrap admin key), their
+fingerprints pinned in the store so every process of a node uses the same, and keys derived for one purpose.
+
+The node secret (`jwt_secret`, or the generated `<store>.jwt-secret` file) signs access tokens; `subkey`
+derives separate keys from it for other purposes (the pipeline's checkpoint MACs), so no feature holds the
+secret itself. It never lives in the store: only its fingerprint does."""
 
 from __future__ import annotations
 
@@ -24,6 +29,24 @@ def node_file(settings: Settings, suffix: str) -> Path | None:
     if store in ("", ":memory:"):
         return None
     return Path(store + suffix)
+
+
+def node_secret(settings: Settings) -> str:
+    """Return the node secret: `settings.jwt_secret`, or the node's secret file (created on first use)."""
+    import secrets
+
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    secret, _ = read_or_create(node_file(settings, ".jwt-secret"), lambda: secrets.token_urlsafe(32))
+    return secret
+
+
+def subkey(secret: str, purpose: str) -> bytes:
+    """Derive the key for one purpose from the node secret (HMAC-SHA256, so keys of purposes are unrelated)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(secret.encode(), b"citybrain-subkey\0" + purpose.encode(), hashlib.sha256).digest()
 
 
 def write_secret(path: Path, text: str) -> None:
