@@ -14,9 +14,12 @@ survives a restart. The rules in force are always the file's rules with the acti
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -29,7 +32,7 @@ from citybrain.events import decode_event
 from citybrain.model.types import QUANTITY_UNITS
 from citybrain.rules.detectors import Detectors
 from citybrain.rules.engine import RuleEngine, partition_problems, rules_key
-from citybrain.rules.loader import RuleFileError, load_rules, parse_rules
+from citybrain.rules.loader import DEFAULT_FILE, RuleFileError, load_rules, parse_rules
 from citybrain.rules.spec import Rule, Signal
 from citybrain.store import PutDoc
 
@@ -43,6 +46,10 @@ log = logging.getLogger("citybrain.rules")
 Sink = Callable[[list[Signal]], Awaitable[None]]
 OVERRIDES = "rule_overrides"
 OVERRIDE_EVENTS = ("cb.event.command.rules.override", "cb.event.command.rules.restore")
+# the node's rule file as last put in force by rules.reload (one document, id "current"): every process of
+# the node judges by it, also one started later or on a machine whose copy of the file differs
+RULE_SETS = "rule_sets"
+RELOAD_EVENT = "cb.event.command.rules.reload"
 
 
 def known_quantities() -> set[str]:
@@ -117,6 +124,7 @@ class Judge:
         self.detect = bool(extra.get("detectors", True))
         self.overrides: dict[str, dict[str, Any]] = {}  # key -> active override document, as stored
         self._parsed: dict[str, list[Rule]] = {}  # override generation -> its parsed rules
+        self.rule_set: dict[str, Any] | None = None  # the stored rule set judged by (None: the local file)
 
     def _engine(self, rules: list[Rule]) -> RuleEngine:
         places = self.rt.services["places"]
@@ -131,14 +139,61 @@ class Judge:
         if problems:
             raise RuleFileError(source, problems)
 
-    def reload(self, path: str | None = None) -> list[Rule]:
-        """Re-read and validate the rule file; the old rules stay in force if it is bad."""
-        rules = load_rules(path or self.path, known_quantities(), self.rt.services["places"])
-        self.check_partitions(rules, path or self.path or "default.yaml")
-        self.base_rules = rules
-        self.path = path or self.path
-        self.rebuild()  # the overrides in force stay in force over the new file
+    def read_file(self, path: str | None = None) -> tuple[str, str, list[Rule]]:
+        """Read and validate the rule file (this one, or the node's); return (text, source name, rules)."""
+        file = Path(path or self.path or DEFAULT_FILE)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RuleFileError(str(file), [{"line": 0, "field": "(file)", "error": f"cannot read: {exc}"}]) from None
+        return text, file.name, self.parse_text(text, file.name)
+
+    def parse_text(self, text: str, source: str) -> list[Rule]:
+        """Parse and validate rule-file text (RuleFileError with lines and fields if it is bad)."""
+        rules = parse_rules(text, source, known_quantities(), self.rt.services["places"])
+        self.check_partitions(rules, source)
         return rules
+
+    def put_file(self, rules: list[Rule], doc: dict[str, Any] | None) -> None:
+        """Judge by these rules of the file (the stored rule set `doc`, None for the local file) from now on."""
+        self.base_rules = rules
+        self.rule_set = doc
+        if doc is not None and doc.get("path"):
+            self.path = str(doc["path"])
+        self.rebuild()  # the overrides in force stay in force over the new file
+
+    async def load_rule_set(self) -> None:
+        """At start: judge by the rule set the node put in force with rules.reload, if there is one."""
+        doc = await self.rt.store.get_doc(RULE_SETS, "current")
+        if doc is None:
+            return
+        try:
+            rules = self.parse_text(str(doc.data["text"]), str(doc.data.get("source") or "rules"))
+        except RuleFileError as exc:  # the city changed under the stored rules: keep the file's, say so
+            log.error("the node's rule set (rules.reload at %s) cannot be applied, judging by the file: %s",
+                      doc.data.get("at"), exc.detail)
+            return
+        here = self.path or str(DEFAULT_FILE)
+        if _file_digest(here) != doc.data.get("digest"):
+            log.warning("judging by the node's rule set put in force by %s at %s (%s), which differs from "
+                        "this process's %s: run rules.reload to put a changed file in force on every process",
+                        doc.data.get("actor"), doc.data.get("at"), doc.data.get("source"), here)
+        self.put_file(rules, doc.data)
+
+    async def on_reload_event(self, msg: Message) -> None:
+        """Follow rules.reload on any process: judge by the rule set it stored."""
+        gen = decode_event(msg.data).data.get("gen")
+        if gen is None or (self.rule_set is not None and self.rule_set.get("gen") == gen):
+            return  # this process ran it (or an old event without a stored rule set)
+        doc = await self.rt.store.get_doc(RULE_SETS, "current")  # the store, not the event, is the truth
+        if doc is None or (self.rule_set is not None and self.rule_set.get("gen") == doc.data.get("gen")):
+            return
+        try:
+            rules = self.parse_text(str(doc.data["text"]), str(doc.data.get("source") or "rules"))
+        except RuleFileError as exc:
+            log.error("rules.reload of another process cannot be applied here: %s", exc.detail)
+            return
+        self.put_file(rules, doc.data)
 
     # overrides -------------------------------------------------------------------------------
     def parse_override(self, doc: dict[str, Any]) -> list[Rule]:
@@ -274,9 +329,31 @@ class Judge:
             self.detectors.series.pop(key, None)
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _file_digest(path: str) -> str | None:
+    """The digest of a rule file's text, None if it cannot be read."""
+    with contextlib.suppress(OSError):
+        return _digest(Path(path).read_text(encoding="utf-8"))
+    return None
+
+
 async def _reload(rt: CityBrain, cmd: RuleReload, ctx: Context) -> Outcome:
-    rules = rt.services["rules"].reload(cmd.path)
-    return Outcome(result={"rules": len(rules)}, event={"path": cmd.path, "rules": [r.id for r in rules]})
+    """Read the rule file on this process, store it as the node's rule set; every process judges by it."""
+    judge: Judge = rt.services["rules"]
+    text, source, rules = judge.read_file(cmd.path)  # a bad file is refused here: the rules in force stay
+    stored = await rt.store.get_doc(RULE_SETS, "current")
+    doc = {"text": text, "source": source, "path": cmd.path or judge.path or "", "digest": _digest(text),
+           "gen": new_id(), "at": rt.now(), "actor": ctx.actor, "rules": [r.id for r in rules]}
+
+    async def after() -> None:
+        judge.put_file(rules, doc)
+
+    return Outcome(ops=[PutDoc(RULE_SETS, "current", doc, expect_version=stored.version if stored else 0)],
+                   result={"rules": len(rules), "gen": doc["gen"]}, after=after,
+                   event={"path": cmd.path, "rules": doc["rules"], "gen": doc["gen"], "digest": doc["digest"]})
 
 
 def _levels(rule: Rule | None) -> list[str]:
@@ -336,12 +413,15 @@ async def setup(rt: CityBrain) -> None:
     rt.services["situation"].listeners.append(judge.on_rows)
     if "pipeline" in rt.services:
         rt.services["pipeline"].register(judge)
-    rt.commands.register("rules.reload", RuleReload, _reload, "re-read and validate the rule file")
+    rt.commands.register("rules.reload", RuleReload, _reload,
+                         "re-read and validate the rule file; every process of the node judges by it")
     rt.commands.register("rules.override", RuleOverride, _override,
                          "put override rules and a detector threshold in force on every process (until restore)")
     rt.commands.register("rules.restore", RuleRestore, _restore, "end an override put in force by rules.override")
     for subject in OVERRIDE_EVENTS:  # every process follows them: no durable, no queue
         await rt.bus.subscribe(subject, judge.on_override_event)
+    await rt.bus.subscribe(RELOAD_EVENT, judge.on_reload_event)
+    await judge.load_rule_set()
     await judge.load_overrides()  # after subscribing: an override put in force meanwhile is not missed
     if judge.engine.sweep_rules:
         every = float(rt.settings.extra.get("absence_sweep", 60.0))
