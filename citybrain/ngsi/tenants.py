@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from citybrain.config import Settings
 from citybrain.ngsi.errors import BadRequestData, ResourceNotFound
@@ -52,6 +52,20 @@ def tenant_store_url(main: str, tenant: str) -> str:
         return ":memory:"
     path = Path(main[len("sqlite:///"):] if main.startswith("sqlite:///") else main)
     return str(path.with_name(f"{path.stem}.{tenant}{path.suffix or '.db'}"))
+
+
+def tenant_bus(settings: Settings, tenant: str) -> dict[str, Any]:
+    """Return the bus settings of a tenant's runtime on a PostgreSQL store.
+
+    On the node's NATS server the tenant gets a stream and a subject prefix of its own, so its runtimes on
+    every process of the node share one bus: entity events keep each process's directory and subscriptions
+    current and the work-sharing notifier notifies each change once. The prefix's first token differs from
+    the node's, so the tenant's stream does not overlap the node's. On an in-process bus (one process)
+    the tenant has its own in-process bus."""
+    if settings.bus in ("memory", "", "memory://"):
+        return {"bus": "memory"}
+    return {"bus": settings.bus, "bus_stream": f"{settings.bus_stream}_T_{tenant}",
+            "bus_prefix": f"{settings.bus_prefix}_t_{tenant}", "bus_replicas": settings.bus_replicas}
 
 
 def _has_file(url: str) -> bool:
@@ -118,8 +132,10 @@ class Tenants:
 
             await main.create_schema(tenant_schema(name))
             store = PostgresStore(url, readers=TENANT_READERS)
-        sub = CityBrain(Settings(store=url, bus="memory", node_id=f"{settings.node_id}:{name}", role=settings.role,
-                                 max_body_bytes=settings.max_body_bytes),
+        bus = tenant_bus(settings, name) if main is not None else {"bus": "memory"}
+        sub = CityBrain(Settings(store=url, node_id=f"{settings.node_id}:{name}", role=settings.role,
+                                 max_body_bytes=settings.max_body_bytes, process_id=settings.process_id,
+                                 lease_ttl=settings.lease_ttl, jwt_secret=self.rt.node_secret, **bus),
                         clock=self.rt.clock, store=store, components=TENANT_COMPONENTS)
         sub.services["ngsi_tenant_name"] = name
         try:
