@@ -12,7 +12,7 @@ import contextvars
 import importlib
 import logging
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from citybrain.bus import Bus, Message, open_bus
 from citybrain.clock import Clock, SystemClock, iso
@@ -23,6 +23,9 @@ from citybrain.context import Context
 from citybrain.events import Event, encode_event
 from citybrain.nodekeys import node_secret, subkey
 from citybrain.store import AddDeadLetter, AppendEvent, Store, open_store
+
+if TYPE_CHECKING:
+    from citybrain.relay import EventRelay
 
 log = logging.getLogger("citybrain")
 
@@ -80,6 +83,7 @@ class CityBrain:
         self.started = False
         self.started_at = ""
         self._secret: str | None = None
+        self.relay: EventRelay | None = None  # on a bus with message ids: committed events reach the bus
 
     @property
     def node_id(self) -> str:
@@ -114,6 +118,11 @@ class CityBrain:
         for name in self.components:
             module = importlib.import_module(name)
             await module.setup(self)
+        if getattr(self.bus, "duplicate_window", None):  # a bus that drops a message id it has seen
+            from citybrain.relay import EventRelay
+
+            self.relay = EventRelay(self, delay=float(self.settings.extra.get("relay_delay", 3.0)))
+            self.cluster.singleton("events-relay", self.relay.run)
         await self.cluster.start()  # after setup: every job and partition hook is registered
         self.started = True
         self.started_at = self.now()

@@ -626,6 +626,17 @@ class NatsBus(Bus):
         """Publish and wait for the JetStream ack; retried until publish_timeout when safe (msg_id set)."""
         await self._publish_wire(self.outer(subject), data, msg_id=msg_id, headers=headers)
 
+    async def republish(self, subject: str, data: bytes, *, msg_id: str) -> bool:
+        """Publish a message that may be on the stream already; True if the server stored it as new, False if
+        it was a duplicate of its id within the duplicate window (the event relay)."""
+        wire = self.outer(subject)
+        self._check_subject(wire)
+        try:
+            ack = await self._jsm.publish(wire, data, timeout=self.publish_timeout, headers={_MSG_ID: msg_id})
+        except (nats.js.errors.APIError, *_TRANSIENT) as exc:
+            raise Unavailable(f"republish on {subject} not acknowledged: {exc!r}") from exc
+        return not bool(getattr(ack, "duplicate", False))
+
     async def _publish_wire(
         self, subject: str, data: bytes, *, msg_id: str | None = None, headers: dict[str, str] | None = None
     ) -> None:

@@ -165,6 +165,13 @@ class NodeCollector(Collector):
         for name in sorted(cluster.jobs):
             jobs.add_metric([name], 1.0 if name in running else 0.0)
         yield jobs
+        relay = getattr(self.rt, "relay", None)
+        if relay is not None:
+            yield from _counter("citybrain_events_relayed_total", "Committed events the event relay published again.",
+                                relay.relayed)
+            yield from _counter("citybrain_events_recovered_total",
+                                "Committed events that were not on the bus until the event relay published them.",
+                                relay.recovered)
 
     def _features(self) -> Iterator[Metric]:
         rt, stats = self.rt, self.stats
