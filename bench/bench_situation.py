@@ -24,7 +24,7 @@ import orjson
 from citybrain.bus import Message
 from citybrain.clock import FakeClock, iso
 from citybrain.config import Settings
-from citybrain.ingest.observations import OBS_ALL, encode_rows, obs_subject
+from citybrain.ingest.observations import OBS_ALL
 from citybrain.model.entity import ObservationRow
 from citybrain.runtime import CityBrain
 
@@ -100,6 +100,7 @@ async def latency(rt: CityBrain, rate: int, seconds: float) -> dict[str, Any]:
     await rt.bus.subscribe("cb.event.alert.raised", on_alert)
     await rt.bus.subscribe(OBS_ALL, on_obs)
     ids = sensors()
+    ingest = rt.services["ingest"]
     per_batch = rate // 100
     t0 = datetime(2016, 12, 17, tzinfo=UTC).timestamp()
     tick = 0
@@ -117,7 +118,7 @@ async def latency(rt: CityBrain, rate: int, seconds: float) -> dict[str, Any]:
         for r in rows:
             if r.value >= 150:
                 sent[(r.entity_id, when)] = now
-        await rt.bus.publish(obs_subject(0), encode_rows(rows), headers={"t": repr(now)})
+        await ingest.publish(rows, {"t": repr(now)})  # as ingest does: one batch per community partition
         tick += 1
         await asyncio.sleep(max(0.0, start + tick * 0.01 - time.perf_counter()))
     await rt.bus.drain()  # type: ignore[attr-defined]

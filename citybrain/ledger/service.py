@@ -20,7 +20,7 @@ import msgspec
 
 from citybrain.commands import Outcome
 from citybrain.context import Context
-from citybrain.errors import Conflict, ValidationError
+from citybrain.errors import AlreadyExists, Conflict, ValidationError
 from citybrain.ledger.checkpoint import open_checkpoint
 from citybrain.ledger.log import PAGE, LedgerLog, entry_of
 from citybrain.ledger.merkle import verify_consistency
@@ -135,10 +135,20 @@ class LedgerService:
             await self.run()
         finally:
             try:
-                await asyncio.shield(self.flush())
+                await asyncio.shield(self._final_flush())
             except Exception as exc:  # another appender is ahead of us: it has these events
                 log.warning("final ledger flush skipped: %r", exc)
             self.appending = False
+
+    async def _final_flush(self) -> None:
+        """Append and sign what is left. A Conflict may only mean that the cancelled round's own write
+        committed after this process last read the head: read it again and try once more (the head's
+        version check still refuses a write behind another appender's)."""
+        try:
+            await self.flush()
+        except (Conflict, AlreadyExists):
+            await self.log.load()
+            await self.flush()
 
     async def follow(self, every: float = 0.5) -> None:
         """On a process that does not append, reload the log whenever the appender moved its head."""
