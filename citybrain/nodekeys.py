@@ -52,9 +52,18 @@ def subkey(secret: str, purpose: str) -> bytes:
 def write_secret(path: Path, text: str) -> None:
     """Create `path` readable by its owner only (0600) and write `text`; fail if it already exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")
+    # written in full under a private name, then linked into place (fails if it exists): a process of the
+    # node starting at the same moment never reads a half-written (empty) secret
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_or_create(path: Path | None, make: Callable[[], str]) -> tuple[str, bool]:
