@@ -54,6 +54,7 @@ async def issue(rt: CityBrain, cmd: Issue, ctx: Context) -> Outcome:
     fed = fed_of(rt)
     if not cmd.text.strip():
         raise ValidationError("text: a directive needs text", field="text")
+    await fed.refresh_nodes()  # a hello may have been applied on another process of the node
     nodes = fed.resolve(cmd.target)
     directive_id = new_id()
     directive: dict[str, Any] = {"id": directive_id, "kind": cmd.kind, "text": cmd.text, "target": cmd.target, "nodes": nodes,

@@ -42,15 +42,19 @@ class Receiver:
         self.handler_of = handler_of
         self.last: dict[str, int] = {}
         self.held: dict[str, dict[int, tuple[FedMessage, Msg]]] = {}
-        self.applied = 0
+        self.applied = 0  # by this process
+        self.order = 0  # messages the node applied so far: the apply order `n` of the next one continues it
         self.duplicates = 0
         self.out_of_order = 0
         self.unhandled = 0
 
     async def load(self) -> None:
-        """Read the last applied sequence of every sender."""
+        """Read the last applied sequence of every sender and how many messages the node applied (this process
+        may take the receiver over from another one: its apply order continues theirs)."""
         for doc in await self.rt.store.list_docs(PEERS, limit=100000):
             self.last[doc.id] = int(doc.data["seq"])
+        self.held.clear()  # deliveries of an earlier subscription: redelivered to this one
+        self.order = sum((await self.rt.store.count_docs(INBOX, "sender")).values())
 
     def stats(self) -> dict[str, Any]:
         """Return counters for listings."""
@@ -114,7 +118,8 @@ class Receiver:
         if ready:
             await self.apply(ready)
 
-    async def _ops_of(self, msg: FedMessage, n: int) -> list[Op]:
+    async def _ops_of(self, msg: FedMessage, n: int) -> tuple[list[Op], Event]:
+        """Return the writes that apply a message and the event recording it (in those writes)."""
         handler = self.handler_of(msg.kind)
         ops: list[Op] = []
         if handler is None:
@@ -129,14 +134,17 @@ class Receiver:
         event = Event(type=f"federation.{msg.kind}", time=self.rt.now(), context=msg.ctx(),
                       data={"message": msg.id, "sender": msg.sender, "seq": msg.seq, "payload": msg.payload})
         ops.append(AppendEvent(event))
-        return ops
+        return ops, event
 
     async def apply(self, ready: list[tuple[FedMessage, Msg]]) -> None:
         """Commit the in-order messages (one transaction; one per message if that fails), then ack."""
         ops: list[Op] = []
+        events: list[Event] = []
         last = dict(self.last)
         for i, (msg, _) in enumerate(ready):
-            ops += await self._ops_of(msg, self.applied + 1 + i)
+            more, event = await self._ops_of(msg, self.order + 1 + i)
+            ops += more
+            events.append(event)
             last[msg.sender] = msg.seq
         ops += [PutDoc(PEERS, s, {"seq": q}) for s, q in last.items() if q != self.last.get(s)]
         try:
@@ -147,14 +155,16 @@ class Receiver:
             return
         self.last = last
         self.applied += len(ready)
-        for msg, raw in ready:
+        self.order += len(ready)
+        for (_, raw), event in zip(ready, events, strict=True):
             await raw.ack()
-            await self._publish(msg)
+            await self._publish(event)
 
     async def _apply_one(self, msg: FedMessage, raw: Msg) -> None:
         existing = await self.rt.store.get_doc(INBOX, msg.id)
+        event: Event | None = None
         if existing is None:
-            ops = await self._ops_of(msg, self.applied + 1)
+            ops, event = await self._ops_of(msg, self.order + 1)
             ops.append(PutDoc(PEERS, msg.sender, {"seq": msg.seq}))
             try:
                 await self.rt.store.apply(ops)
@@ -163,16 +173,19 @@ class Receiver:
                 await self.rt.store.apply([PutDoc(PEERS, msg.sender, {"seq": msg.seq}),
                                            PutDoc(INBOX, msg.id, {"sender": msg.sender, "seq": msg.seq,
                                                                   "kind": msg.kind, "failed": str(exc)})])
+                event = None  # not recorded: nothing to announce
             self.applied += 1
+            self.order += 1
         else:
             self.duplicates += 1
-        self.last[msg.sender] = msg.seq
+        self.last[msg.sender] = msg.seq  # a duplicate was announced by whoever applied it (or by the relay)
         await raw.ack()
-        await self._publish(msg)
+        if event is not None:
+            await self._publish(event)
 
-    async def _publish(self, msg: FedMessage) -> None:
-        event = Event(type=f"federation.{msg.kind}", time=self.rt.now(), context=msg.ctx(),
-                      data={"message": msg.id, "sender": msg.sender, "seq": msg.seq, "payload": msg.payload})
+    async def _publish(self, event: Event) -> None:
+        """Publish the recorded event itself (same id), so that the event relay's copy is a duplicate the bus
+        drops; a fresh event would reach every follower twice."""
         try:
             await self.rt.publish(event)
         except Exception as exc:

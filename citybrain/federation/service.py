@@ -28,9 +28,11 @@ from citybrain.store.base import PutDoc
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
+    from citybrain.bus.base import Message
     from citybrain.runtime import CityBrain
 
 NODES = "fed_nodes"
+HELLO_EVENT = "cb.event.federation.node.hello"
 HEARTBEAT_S = 1.0
 STALE_S = 4.0
 
@@ -91,14 +93,25 @@ class Federation:
 
     async def start(self) -> None:
         """Load state and start the link, sender, receiver and heartbeat loops."""
-        for doc in await self.rt.store.list_docs(NODES, limit=100000):
-            self.known[doc.id] = doc.data
+        if self.role == "city":  # the receiver applies a hello on one process: every process follows it
+            await self.rt.bus.subscribe(HELLO_EVENT, self._on_hello)  # before loading: nothing missed between
+        await self.refresh_nodes()
         self.rt.spawn(self.link.run(), name="federation-link")  # every process can publish on the link
         # one process of the node sends, receives and beats at a time (leases; see citybrain/cluster.py)
         self.rt.cluster.singleton("federation-sender", lambda: self.outbox.run(self.link.publish, lambda: self.link.up))
         self.rt.cluster.singleton("federation-receiver", self._receive)
         self.rt.cluster.singleton("federation-heartbeat", self._heartbeats)
         self.rt.on_stop(self.link.close)
+
+    async def refresh_nodes(self) -> None:
+        """Read the registry of community nodes from the store (commands decide on it, not on this cache)."""
+        self.known = {doc.id: doc.data for doc in await self.rt.store.list_docs(NODES, limit=100000)}
+
+    async def _on_hello(self, msg: Message) -> None:
+        sender = orjson.loads(msg.data).get("data", {}).get("sender")
+        doc = await self.rt.store.get_doc(NODES, sender) if isinstance(sender, str) else None
+        if doc is not None:
+            self.known[doc.id] = doc.data
 
     async def _receive(self) -> None:
         """The receiver as a singleton job: reload what the previous receiver applied, then receive."""
@@ -124,6 +137,7 @@ class Federation:
 
     async def send_down(self, target: str, kind: str, payload: dict[str, Any], ctx: Context | None = None) -> list[str]:
         """Queue a message to the community nodes `target` names (node id, place URN or '*')."""
+        await self.refresh_nodes()
         ops = self.down_ops(target, kind, payload, ctx or self.rt.context())
         await self.rt.store.apply(ops)
         return [str(op.data["msg"]["id"]) for op in ops]
@@ -170,6 +184,8 @@ class Federation:
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Return this node and the nodes it links to, with link status and backlog both ways."""
+        if self.role == "city":
+            await self.refresh_nodes()
         backlog = await self.outbox.backlog()
         me = {"node": self.rt.node_id, "role": self.role, "area": self.area, "self": True,
               "link": self.link.status(), "backlog_up": backlog.get("up", 0),
