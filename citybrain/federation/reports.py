@@ -117,9 +117,8 @@ def setup_reports(rt: CityBrain, fed: Federation) -> None:
             return [PutDoc(collection, msg.id, dict(msg.payload, sender=msg.sender, received_at=rt.now()))]
         return keep
 
-    # citybrain.modes broadcasts its event's name, "mode.changed"; "mode.change" is the documented kind
     for kind, fn in (("node.hello", on_hello), ("report", on_report), ("indicators", on_indicators),
-                     ("config", on_config), ("mode.change", on_config), ("mode.changed", on_config)):
+                     ("config", on_config), ("mode.change", on_config)):
         fed.register_handler(kind, fn)
     for kind, collection in KEPT.items():
         fed.register_handler(kind, keeper(collection))

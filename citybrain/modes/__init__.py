@@ -167,7 +167,7 @@ class ModeBoard:
         if fed is None or getattr(fed, "role", "city") != "city":
             return 0
         try:
-            down = fed.down_ops(area, "mode.changed", payload, ctx)
+            down = fed.down_ops(area, "mode.change", payload, ctx)  # the federation kind (messages.py)
         except CityBrainError:  # no community node below this area
             return 0
         ops.extend(down)
