@@ -72,6 +72,8 @@ class Cluster:
         self._loop: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.takeovers = 0
+        self.stopping = False  # set by stop(): release hooks run for a shutdown, not a rebalance
+        self._reports: dict[str, Callable[[], Any]] = {}
 
     # registration -----------------------------------------------------------------------------
     def partition_of(self, community: str | None) -> int:
@@ -98,6 +100,10 @@ class Cluster:
         if self._loop is not None:
             self.rt.spawn(self._replay_owned(acquire), name="cluster-partitions")
 
+    def report(self, name: str, describe: Callable[[], Any]) -> None:
+        """Add `name: describe()` to what `describe()` (GET /-/cluster) shows of this process."""
+        self._reports[name] = describe
+
     async def _replay_owned(self, acquire: PartitionHook) -> None:
         async with self._lock:
             for n in sorted(self.owned):
@@ -106,6 +112,7 @@ class Cluster:
     # lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         """Join the node: take leases now (so one process starts with everything), then keep them."""
+        self.stopping = False
         self.leases = await self.rt.bus.leases(self.ttl)
         self.ttl = self.leases.ttl
         self.tick = self.ttl / 3
@@ -114,6 +121,7 @@ class Cluster:
 
     async def stop(self) -> None:
         """Hand everything over: stop jobs, release partitions (state saved first), leave."""
+        self.stopping = True
         if self._loop is not None:
             # an inner wait_for (nats-py) can swallow one cancellation on 3.11: cancel until the loop ends
             while not self._loop.done():
@@ -217,8 +225,11 @@ class Cluster:
     # introspection ----------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """What this process runs: its id, the members it sees, its jobs and partitions."""
-        return {
+        out = {
             "process": self.process_id, "members": self.members, "partitions": self.partitions,
             "owned_partitions": sorted(self.owned), "lease_ttl_s": self.ttl,
             "jobs": sorted(n for n, j in self.jobs.items() if j.task is not None and not j.task.done()),
         }
+        for name, describe in self._reports.items():
+            out[name] = describe()
+        return out

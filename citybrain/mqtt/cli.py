@@ -17,6 +17,7 @@ from citybrain.mqtt.devices import Device, DeviceRegistry, Mapping
 
 devices_app = typer.Typer(help="Provision MQTT devices (FIWARE IoT Agent JSON topics).", no_args_is_help=True)
 T = TypeVar("T")
+PROVISIONING = ["citybrain.model.commands", "citybrain.mqtt"]  # components `citybrain devices` starts
 STORE = typer.Option(None, help="SQLite file path or postgresql:// URL [env CITYBRAIN_STORE]")
 
 
@@ -26,7 +27,8 @@ def _run(store: str | None, work: Callable[[DeviceRegistry], Awaitable[T]]) -> T
     async def main() -> T:
         settings = Settings.from_env(store=store)
         settings.mqtt = ""  # provisioning never connects to the broker
-        async with CityBrain(settings) as rt:
+        # only what provisioning needs: no pipeline, ledger or sweeps of its own on the node's store
+        async with CityBrain(settings, components=PROVISIONING) as rt:
             return await work(rt.services["devices"])
 
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -100,12 +102,15 @@ def convert(value: Any, kind: str, field: str) -> Any:
 
 
 class DeviceRegistry:
-    """Devices by apikey/device_id, kept in memory and stored as documents."""
+    """Devices by apikey/device_id, kept in memory and stored as documents (a miss reads through to the store)."""
+
+    miss_ttl = 2.0  # seconds a device not found in the store is taken as unknown without reading again
 
     def __init__(self, rt: CityBrain) -> None:
         self.rt = rt
         self.devices: dict[str, Device] = {}
         self._maps: dict[str, tuple[Device, dict[str, Mapping]]] = {}  # key → (device, object_id → mapping)
+        self._misses: dict[str, float] = {}  # key → monotonic time of the store read that did not find it
 
     async def load(self) -> None:
         """Read every provisioned device from the store."""
@@ -118,6 +123,23 @@ class DeviceRegistry:
             if len(docs) < 1000:
                 return
             offset += 1000
+
+    async def resolve(self, keys: Iterable[str]) -> None:
+        """Read unknown devices (apikey/device_id) through to the store: another process may have provisioned
+        them. A key not found is not read again for `miss_ttl` seconds (traffic of unprovisioned devices)."""
+        now = time.monotonic()
+        for key in keys:
+            if key in self.devices or now - self._misses.get(key, -math.inf) < self.miss_ttl:
+                continue
+            doc = await self.rt.store.get_doc(COLLECTION, key)
+            if doc is None:
+                if len(self._misses) >= 10_000:
+                    self._misses.clear()
+                self._misses[key] = now
+                continue
+            dev = msgspec.convert(doc.data, Device)
+            self.devices[dev.key] = dev
+            self._misses.pop(key, None)
 
     def find(self, apikey: str, device_id: str) -> Device | None:
         """Return a device, or None when it is not provisioned."""
@@ -133,6 +155,7 @@ class DeviceRegistry:
         await self.rt.execute("entity.write", {"entity": entity, "mode": "upsert"}, self.rt.context("devices"))
         await self.rt.store.apply([PutDoc(COLLECTION, device.key, msgspec.to_builtins(device))])
         self.devices[device.key] = device
+        self._misses.pop(device.key, None)
         return device
 
     def observation(self, device: Device, payload: dict[str, Any], observed_at: str) -> dict[str, Any]:

@@ -49,7 +49,13 @@ Publish = tuple[bytes, bytes, int, int]
 
 
 class MqttError(Exception):
-    """The connection failed, was refused or was closed; the caller reconnects."""
+    """The connection failed, was refused or was closed; the caller reconnects.
+
+    reason: the reason code of a DISCONNECT the broker sent (0x8E: another connection took the session over)."""
+
+    def __init__(self, message: str, reason: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -200,6 +206,7 @@ class Connection(asyncio.Protocol):
         self.ping_sent = 0.0  # loop time of an unanswered PINGREQ
         self._timer: asyncio.TimerHandle | None = None
         self._next_id = 0
+        self.redelivered = 0  # PUBLISH packets with the DUP flag: sent before, unacknowledged (a resumed session)
 
     # lifecycle -------------------------------------------------------------------------------
     @classmethod
@@ -356,6 +363,8 @@ class Connection(asyncio.Protocol):
                     break
                 if first >> 4 == PUBLISH:
                     qos = (first >> 1) & 3
+                    if first & 0x08:
+                        self.redelivered += 1
                     k = j + 2 + ((data[j] << 8) | data[j + 1])
                     topic = data[j + 2:k]
                     if qos:
@@ -415,7 +424,8 @@ class Connection(asyncio.Protocol):
             reason = body[0] if body else 0
             props = parse_properties(body[2:2 + body[1]]) if len(body) > 1 else {}
             text = props.get(REASON_STRING)
-            raise MqttError(f"the broker disconnected (reason 0x{reason:02x}{': ' + str(text) if text else ''})")
+            raise MqttError(f"the broker disconnected (reason 0x{reason:02x}{': ' + str(text) if text else ''})",
+                            reason)
         elif kind in (PUBACK, PUBREC, PUBCOMP):
             pass  # this client publishes nothing; ignore stray acknowledgements
         elif kind == AUTH:

@@ -178,7 +178,8 @@ class NodeCollector(Collector):
         mqtt = rt.services.get("mqtt")
         if mqtt is not None:
             for key, help_ in (("received", "MQTT messages received."), ("stored", "Observations stored from MQTT."),
-                               ("rejected", "MQTT messages dead-lettered.")):
+                               ("rejected", "MQTT messages dead-lettered."),
+                               ("redelivered", "MQTT messages the broker sent again (not acknowledged before).")):
                 yield from _counter(f"citybrain_mqtt_{key}_total", help_, getattr(mqtt, key, 0))
             connected = getattr(mqtt, "connected", None)
             yield from _gauge("citybrain_mqtt_connected", "1 while connected to the broker.",

@@ -3,7 +3,8 @@
 A provisioned sensor publishing on /<apikey>/<device_id>/attrs appears in the NGSI-LD API and its history
 within 1 s and a subscription notification reaches a local HTTP endpoint; an unknown device and a
 malformed payload are dead-lettered with the reason; stopping finishes and acknowledges the batch in
-flight. 4 cases.
+flight; under a topic prefix only the prefix's topics are taken, and a device provisioned in the store after
+the start (by another process or `citybrain devices`) is found there. 5 cases.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from services import require_service
 from citybrain.api import create_app
 from citybrain.config import Settings
 from citybrain.mqtt.client import parse_topic
-from citybrain.mqtt.devices import Device, Mapping
+from citybrain.mqtt.devices import COLLECTION, Device, Mapping
 from citybrain.runtime import CityBrain
+from citybrain.store import PutDoc
 
 HOST, PORT = "127.0.0.1", 1883
 EID = "urn:ngsi-ld:AirQualityObserved:aq-7"
@@ -155,5 +157,35 @@ async def test_stop_finishes_and_acknowledges_the_batch_in_flight(tmp_path: Path
         await asyncio.sleep(0.3)
         assert [h.value for h in await rt.store.history(eid, "t")] == [1, 2]
         assert rt.services["mqtt"].received == 1, "the batch stored before stop was acknowledged"
+    finally:
+        await rt.stop()
+
+
+async def test_prefix_and_devices_provisioned_elsewhere(tmp_path: Path) -> None:
+    require_service("Mosquitto MQTT broker", HOST, PORT)
+    root = f"cbt/{uuid.uuid4().hex[:8]}"
+    rt = CityBrain(Settings(store=str(tmp_path / "p.db"), bus="memory", mqtt=f"mqtt://{HOST}:{PORT}?prefix={root}"))
+    await rt.start()
+    try:
+        await asyncio.wait_for(rt.services["mqtt"].connected.wait(), 5)
+        # provisioned behind this process's back: entity and device document written to the store only
+        eid = "urn:ngsi-ld:WeatherObserved:late-1"
+        await rt.execute("entity.write", {"entity": {"id": eid, "type": "WeatherObserved"}, "mode": "upsert"})
+        await rt.store.apply([PutDoc(COLLECTION, "kp/late-1", {
+            "device_id": "late-1", "apikey": "kp", "entity_type": "WeatherObserved", "entity_id": eid,
+            "attributes": [{"object_id": "t", "name": "temperature", "type": "Number"}]})])
+        assert rt.services["devices"].find("kp", "late-1") is None
+        async with aiomqtt.Client(HOST, PORT) as pub:
+            await pub.publish("/kp/late-1/attrs", b'{"t": 1, "TimeInstant": "2026-01-01T00:00:00.000Z"}', qos=1)
+            await pub.publish(f"{root}/kp/late-1/attrs",
+                              b'{"t": 2, "TimeInstant": "2026-01-01T00:01:00.000Z"}', qos=1)
+        for _ in range(250):
+            if await rt.store.history(eid, "temperature"):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert [h.value for h in await rt.store.history(eid, "temperature")] == [2]  # only the prefix's topic
+        assert await rt.store.deadletters() == []
+        assert rt.services["mqtt"].received == 1
     finally:
         await rt.stop()

@@ -1,6 +1,8 @@
 """citybrain's MQTT 5 subscriber connection (citybrain/mqtt/wire.py): packet framing and encoding without a
-broker, then against the real Mosquitto: every QoS 1 message of a burst arrives once, in order, and the
-broker sends again what was not acknowledged. 7 cases.
+broker, then against the real Mosquitto: every QoS 1 message of a burst arrives once, in order, the broker
+sends again what was not acknowledged, and in a shared-subscription group it sends a dead member's
+unacknowledged messages only to that member's session, never to another member (what the node's named
+sessions are for). The connection options of one process and of a node's processes. 8 cases.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import uuid
 import pytest
 from services import require_service
 
-from citybrain.mqtt.client import client_options
+from citybrain.config import Settings
+from citybrain.mqtt.client import SESSION_EXPIRY, client_options, node_sessions, topic_prefix
 from citybrain.mqtt.wire import (
     Connection,
     ConnectOptions,
@@ -169,3 +172,58 @@ async def test_unacknowledged_messages_come_back_to_a_named_session() -> None:
     finally:
         await pub.disconnect()
         await sub.disconnect()
+
+
+def test_node_sessions_prefix_and_expiry() -> None:
+    one = Settings(node_id="city", bus="memory")
+    assert node_sessions("mqtt://h", one) == {}  # one process on its own: one connection as before
+    many = Settings(node_id="city", bus="nats://n:4222", bus_stream="S", bus_prefix="p")
+    slots = node_sessions("mqtt://h?prefix=/a/b/", many)
+    assert sorted(slots) == list(range(8))
+    assert [o.client_id for o in slots.values()][:2] == ["citybrain-city-S-p-0", "citybrain-city-S-p-1"]
+    assert all(not o.clean_start and o.session_expiry == SESSION_EXPIRY for o in slots.values())
+    assert slots[0].subscriptions == [("$share/citybrain-city-S-p/a/b/+/+/attrs", 1),
+                                      ("$share/citybrain-city-S-p/a/b/+/+/attrs/+", 1)]
+    named = node_sessions("mqtt://h?client_id=cb&sessions=2&expiry=60&share=g", many)
+    assert [(o.client_id, o.session_expiry) for o in named.values()] == [("g-0", 60), ("g-1", 60)]
+    assert named[0].subscriptions[0] == ("$share/g//+/+/attrs", 1)
+    assert node_sessions("mqtt://h?share=", many) == {}  # a plain subscription: every process takes every message
+    assert topic_prefix("mqtt://h?prefix=x/y") == "x/y" and topic_prefix("mqtt://h") == ""
+    for bad in ("mqtt://h?prefix=a/%2B", "mqtt://h?prefix=$SYS", "mqtt://h?expiry=0", "mqtt://h?sessions=x"):
+        with pytest.raises(ValueError):
+            node_sessions(bad, many)
+
+
+async def test_a_dead_group_members_unacknowledged_messages_go_to_its_session_only() -> None:
+    """Mosquitto hands each message of a shared group to one member, in turn, offline persistent sessions
+    included, and never moves a dead member's unacknowledged messages to another member: only the next
+    connection of the same session gets them (with DUP set), together with what queued for it meanwhile."""
+    require_service("Mosquitto MQTT broker", HOST, PORT)
+    root = f"wire{uuid.uuid4().hex[:8]}"
+    topic, group = f"{root}/k/d/attrs", f"g{root}"
+    subs = [(f"$share/{group}/{root}/+/+/attrs", 1)]
+    a_opts = ConnectOptions(HOST, PORT, f"cb-{root}-a", clean_start=False, session_expiry=60, subscriptions=subs)
+    a = await Connection.open(a_opts)
+    b = await Connection.open(ConnectOptions(HOST, PORT, f"cb-{root}-b", subscriptions=subs))
+    pub = await Connection.open(ConnectOptions(HOST, PORT, f"cb-{root}-pub"))
+    try:
+        pub.write(b"".join(publish_packet(topic, b"m%d" % k, packet_id=k + 1) for k in range(10)))
+        got_a, got_b = await _collect(a, 5, ack=False), await _collect(b, 5, ack=True)
+        a.abort()  # a dies without acknowledging its five
+        await asyncio.sleep(0.3)
+        pub.write(b"".join(publish_packet(topic, b"n%d" % k, packet_id=k + 20) for k in range(10)))
+        assert len(await _collect(b, 5, ack=True)) == 5  # b gets its turn only, none of a's
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(b.next_batch(100), 0.5)
+        a = await Connection.open(a_opts)  # the session's next connection (another process in citybrain)
+        assert a.session_present
+        again = await _collect(a, 10, ack=True)
+        assert again[:5] == got_a and len(set(again) | set(got_a) | set(got_b)) == 15
+        assert a.redelivered == 5  # the unacknowledged five carry DUP; the five queued meanwhile do not
+        await a.disconnect()
+        a_opts.clean_start, a_opts.session_expiry, a_opts.subscriptions = True, 0, []
+        a = await Connection.open(a_opts)  # drop the session at the broker
+    finally:
+        await pub.disconnect()
+        await a.disconnect()
+        await b.disconnect()

@@ -1,6 +1,6 @@
 """Fixtures of the scale-out suite: one node of three real processes per test module.
 
-A module may set `NODE_OPTIONS = {...}` (keyword arguments of `Node`: auth, lease_ttl, partitions, env),
+A module may set `NODE_OPTIONS = {...}` (keyword arguments of `Node`: auth, lease_ttl, partitions, env, mqtt),
 define `node_options(workdir) -> {...}` for options that need the working directory, and set `PROCESSES = n`
 (default 3). Each module gets a fresh PostgreSQL schema, a fresh JetStream stream and subject prefix and its
 own working directory; everything is removed afterwards. A failing test's report carries the tail of every
@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from scaleout.node import NATS_URL, Node
+from scaleout.node import MQTT_HOST, MQTT_PORT, NATS_URL, Node
 from services import pg_schema_url, require_service
 
 NODE_KEY = pytest.StashKey[Node]()
@@ -26,6 +26,8 @@ def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     nats = urlsplit(NATS_URL)
     require_service("NATS JetStream", nats.hostname or "127.0.0.1", nats.port or 4222)
     options: dict[str, Any] = dict(getattr(request.module, "NODE_OPTIONS", {}))
+    if options.get("mqtt"):
+        require_service("Mosquitto MQTT broker", MQTT_HOST, MQTT_PORT)
     count = int(getattr(request.module, "PROCESSES", 3))
     workdir = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
     make_options = getattr(request.module, "node_options", None)

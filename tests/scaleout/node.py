@@ -6,6 +6,11 @@ PostgreSQL store, var/<node_id>.*, are shared as on one host). `start(n)` starts
 `stop(i)` ends one gracefully (SIGTERM), `kill(i)` with SIGKILL, `restart(i)` starts it again with the same
 process id and port. `node.rr` sends each request to the next live process (round robin); `node.at(i)` talks
 to one. `wait_all(check)` polls until a condition holds on every live process.
+
+`Node(..., mqtt=True)` connects the processes to the MQTT broker (CITYBRAIN_TEST_MQTT, default
+127.0.0.1:1883) with a topic root of their own (`node.mqtt_prefix`, devices publish on
+`node.mqtt_topic(apikey, device)`); the node's named sessions are deleted from the broker at `close()`.
+Without it the processes run without MQTT (CITYBRAIN_MQTT empty), as before.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from typing import Any, TypeVar
 import httpx
 
 NATS_URL = os.environ.get("CITYBRAIN_TEST_NATS_URL", "nats://127.0.0.1:4222")
+MQTT_HOST, _, _MQTT_PORT = os.environ.get("CITYBRAIN_TEST_MQTT", "127.0.0.1:1883").partition(":")
+MQTT_PORT = int(_MQTT_PORT or 1883)
 T = TypeVar("T")
 
 
@@ -202,7 +209,7 @@ class Node:
 
     def __init__(self, workdir: Path, store: str, *, node_id: str | None = None, auth: str = "off",
                  lease_ttl: float = 3.0, partitions: int = 8, env: dict[str, str] | None = None,
-                 timeout: float = 20.0) -> None:
+                 timeout: float = 20.0, mqtt: bool = False) -> None:
         self.workdir = workdir
         self.store = store
         self.node_id = node_id or fresh_token("n")
@@ -217,6 +224,15 @@ class Node:
         self.headers: dict[str, str] = {}
         self.procs: list[Proc] = []
         self.rr = RoundRobin(self)
+        # a topic root per node, so that parallel runs on one broker never see each other's devices; sessions
+        # that outlive a crashed test run expire after 10 minutes
+        self.mqtt_prefix = f"cbtest/{self.prefix}" if mqtt else ""
+        self.mqtt_url = f"mqtt://{MQTT_HOST}:{MQTT_PORT}?prefix={self.mqtt_prefix}&expiry=600" if mqtt else ""
+
+    def mqtt_topic(self, apikey: str, device_id: str) -> str:
+        """Return the IoT Agent JSON measurement topic of a device under the node's topic root."""
+        assert self.mqtt_prefix, "Node(..., mqtt=True) is needed for MQTT"
+        return f"{self.mqtt_prefix}/{apikey}/{device_id}/attrs"
 
     # configuration ------------------------------------------------------------------------------
     def settings_env(self) -> dict[str, str]:
@@ -224,7 +240,8 @@ class Node:
         env = {"CITYBRAIN_STORE": self.store, "CITYBRAIN_BUS": NATS_URL, "CITYBRAIN_BUS_STREAM": self.stream,
                "CITYBRAIN_BUS_PREFIX": self.prefix, "CITYBRAIN_NODE_ID": self.node_id,
                "CITYBRAIN_HOST": "127.0.0.1", "CITYBRAIN_LEASE_TTL": str(self.lease_ttl),
-               "CITYBRAIN_PARTITIONS": str(self.partitions), "CITYBRAIN_AUTH": self.auth, "CITYBRAIN_MQTT": ""}
+               "CITYBRAIN_PARTITIONS": str(self.partitions), "CITYBRAIN_AUTH": self.auth,
+               "CITYBRAIN_MQTT": self.mqtt_url}
         if self.jwt_secret:
             env["CITYBRAIN_JWT_SECRET"] = self.jwt_secret
         env.update(self.extra_env)
@@ -334,10 +351,33 @@ class Node:
                            f"{p.log} ---\n{p.tail(lines)}" for p in self.procs)
 
     def close(self) -> None:
-        """Stop every process, then delete the node's stream and lease bucket."""
+        """Stop every process, then delete the node's stream and lease bucket (and its MQTT sessions)."""
         for p in self.procs:
             p.close()
         asyncio.run(delete_bus(self.stream))
+        if self.mqtt_url:
+            asyncio.run(delete_mqtt_sessions(self.mqtt_session_ids()))
+
+    def mqtt_session_ids(self) -> list[str]:
+        """Return the client ids of the node's named MQTT sessions (as its processes compute them)."""
+        from citybrain.config import Settings
+        from citybrain.mqtt.client import node_sessions
+
+        settings = Settings(node_id=self.node_id, bus=NATS_URL, bus_stream=self.stream, bus_prefix=self.prefix,
+                            mqtt=self.mqtt_url)
+        return [o.client_id for o in node_sessions(self.mqtt_url, settings).values()]
+
+
+async def delete_mqtt_sessions(client_ids: list[str]) -> None:
+    """End named MQTT sessions at the broker (connect each with clean start and no expiry, then leave)."""
+    from citybrain.mqtt.wire import Connection, ConnectOptions, MqttError
+
+    for cid in client_ids:
+        try:
+            conn = await Connection.open(ConnectOptions(host=MQTT_HOST, port=MQTT_PORT, client_id=cid))
+        except (MqttError, OSError):
+            continue
+        await conn.disconnect()
 
 
 async def delete_bus(stream: str) -> None:

@@ -1,10 +1,17 @@
 """Kill -9 of one process under mixed load: nothing acknowledged is lost, nothing is doubled, the survivors take
-its partitions and singleton jobs over within seconds, and the ledger holds every committed event."""
+its partitions and singleton jobs over within seconds, and the ledger holds every committed event.
+
+The load: HTTP observations, NGSI-LD PATCHes, case reports and filing (round robin across the processes) and
+MQTT measurements (QoS 1, published to the broker; the node's processes share its named sessions). An MQTT
+measurement counts as acknowledged when the broker answered PUBACK: it must then be stored exactly once,
+also when the process it was delivered to was killed before it acknowledged it in turn."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -17,10 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import paho.mqtt.client as paho
 import psycopg
 import pytest
 from scaleout import city
-from scaleout.node import Node, fresh_token, wait_for
+from scaleout.node import MQTT_HOST, MQTT_PORT, Node, fresh_token, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
 
@@ -28,6 +36,9 @@ TAKEOVER_S = 10.0
 STEP_MM, EVERY_MIN, READINGS = 2.8, 10, 21  # as in test_alerts: the 18th reading crosses rainstorm orange
 STORMS = [(0, 0), (2, 0), (0, 2), (2, 2)]  # one rain gauge in each community (m1, m2, m3, m4)
 VEHICLES = 4
+MQTT_CELLS = [(1, 1), (3, 1), (1, 3), (3, 3)]  # one MQTT device in each community
+MQTT_EVERY_S = 0.01  # at most ~100 measurements/s
+NODE_OPTIONS = {"mqtt": True}
 
 
 def iso(t: datetime) -> str:
@@ -50,16 +61,21 @@ class Load:
 
 
 class Mixed:
-    """Three load threads through the round-robin client: observations, NGSI-LD writes, case reports and filing."""
+    """Four load threads: observations, NGSI-LD writes, case reports and filing through the round-robin client,
+    and MQTT measurements through the broker."""
 
-    def __init__(self, node: Node, vehicles: list[str]) -> None:
+    def __init__(self, node: Node, vehicles: list[str], devices: list[tuple[str, str, str]]) -> None:
         self.node = node
         self.vehicles = vehicles
+        self.devices = devices  # (apikey, device id, entity id)
         self.stop = threading.Event()
         self.killed = threading.Event()
         self.obs, self.ngsi, self.cases = Load("observations"), Load("ngsi"), Load("cases")
+        self.mqtt = Load("mqtt")
+        self.mqtt_sent: list[tuple[str, str]] = []  # (entity, TimeInstant) of every measurement published
+        self.mqtt_at_kill = 0  # measurements published when the victim was killed
         self.threads = [threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
-                        for f in (self._observations, self._ngsi_writes, self._case_steps)]
+                        for f in (self._observations, self._ngsi_writes, self._case_steps, self._mqtt_measurements)]
         self.errors: list[str] = []
         self.base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
@@ -121,6 +137,50 @@ class Mixed:
                 self._ack(self.cases, (title, cid, f is not None and f.status_code == 200))
             k += 1
 
+    def _mqtt_measurements(self) -> None:
+        """Publish QoS 1 measurements (each with its own TimeInstant) until stopped; note every PUBACK."""
+        acked: dict[int, bool] = {}  # mid → PUBACK with success
+        mids: list[int] = []
+        lock = threading.Lock()
+
+        def on_publish(client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+            with lock:
+                acked[mid] = not reason.is_failure
+            self.mqtt.note("PUBACK" if not reason.is_failure else f"PUBACK {reason}")
+            if self.killed.is_set() and not reason.is_failure:
+                self.mqtt.acked_after_kill += 1
+
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"pub-{fresh_token()}",
+                             protocol=paho.MQTTv5)
+        client.max_inflight_messages_set(100)
+        client.on_publish = on_publish
+        client.connect(MQTT_HOST, MQTT_PORT)
+        client.loop_start()
+        try:
+            k = 0
+            while not self.stop.is_set():
+                apikey, device_id, entity = self.devices[k % len(self.devices)]
+                when = iso(self.base + timedelta(milliseconds=10 * k))
+                info = client.publish(self.node.mqtt_topic(apikey, device_id),
+                                      json.dumps({"h": 50.0, "TimeInstant": when}), qos=1)
+                assert info.rc == paho.MQTT_ERR_SUCCESS, info
+                mids.append(info.mid)
+                self.mqtt_sent.append((entity, when))
+                k += 1
+                assert k < 65000, "mids would repeat"
+                time.sleep(MQTT_EVERY_S)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the broker answers the last ones
+                with lock:
+                    if len(acked) >= len(mids):
+                        break
+                time.sleep(0.05)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        with lock:
+            self.mqtt.acked = [item for mid, item in zip(mids, self.mqtt_sent, strict=True) if acked.get(mid)]
+
     def __enter__(self) -> Mixed:
         for t in self.threads:
             t.start()
@@ -167,6 +227,8 @@ def survivors_took_over(node: Node, victim: int, jobs: set[str]) -> dict[str, An
     victim_id = node.procs[victim].process_id
     if sorted(owned) != list(range(node.partitions)) or not jobs <= running or victim_id in members:
         return None
+    if node.mqtt_url and not mqtt_sessions_held(node, views):
+        return None
     return views
 
 
@@ -193,13 +255,43 @@ def balanced(node: Node) -> bool:
     share = -(-node.partitions // len(views))
     owned = sorted(n for v in views for n in v["owned_partitions"])  # type: ignore[index]
     return owned == list(range(node.partitions)) and all(
-        len(v["owned_partitions"]) <= share and len(v["members"]) == len(views) for v in views)  # type: ignore[index]
+        len(v["owned_partitions"]) <= share and len(v["members"]) == len(views) for v in views) and (  # type: ignore[index]
+        not node.mqtt_url or mqtt_sessions_held(node, {str(i): v for i, v in enumerate(views)}))
 
 
-def db(node: Node, sql: str) -> list[tuple[Any, ...]]:
+def db(node: Node, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Run a read-only query on the node's schema."""
     with psycopg.connect(node.store, autocommit=True) as conn:
-        return list(conn.execute(sql).fetchall())
+        return list(conn.execute(sql, params).fetchall())
+
+
+def provision_devices(node: Node) -> list[tuple[str, str, str]]:
+    """Provision one MQTT device per community with `citybrain devices import`; return (apikey, id, entity).
+
+    The command runs as an administrator runs it beside a live node: on the node's store, with no bus of its
+    own (so it joins no lease round); the processes find the new devices and entities in the store."""
+    apikey = fresh_token("k")
+    devices = []
+    for i, j in MQTT_CELLS:
+        lon, lat = city.centre(i, j)
+        device_id = f"mq{i}{j}"
+        devices.append({"device_id": device_id, "apikey": apikey, "entity_type": "WeatherObserved",
+                        "entity_name": f"urn:ngsi-ld:WeatherObserved:{apikey}-{device_id}", "location": [lon, lat],
+                        "attributes": [{"object_id": "h", "name": "relativeHumidity", "type": "Number"}]})
+    path = node.workdir / "devices.json"
+    path.write_text(json.dumps(devices))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYBRAIN_")} | {
+        "CITYBRAIN_NODE_ID": node.node_id}
+    out = subprocess.run([sys.executable, "-m", "citybrain", "devices", "import", str(path), "--store", node.store],
+                         cwd=node.workdir, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"devices import failed: {out.stdout} {out.stderr[-2000:]}"
+    return [(d["apikey"], d["device_id"], d["entity_name"]) for d in devices]  # type: ignore[misc]
+
+
+def mqtt_sessions_held(node: Node, views: dict[str, Any]) -> bool:
+    """Tell whether every named MQTT session of the node is connected on exactly one live process."""
+    held = [s for v in views.values() for s in v["mqtt"]["connected"]]
+    return sorted(held) == sorted(node.mqtt_session_ids())
 
 
 def ledger_event_ids(node: Node) -> list[str]:
@@ -217,6 +309,7 @@ def test_kill_9_under_mixed_load(node: Node) -> None:
         r = node.rr.post("/ngsi-ld/v1/entities", json={"id": eid, "type": "Vehicle",
                                                        "speed": {"type": "Property", "value": -1}})
         assert r.status_code == 201, r.text
+    devices = provision_devices(node)
 
     cluster = node.cluster(0) is not None
     if cluster:
@@ -239,16 +332,21 @@ def test_kill_9_under_mixed_load(node: Node) -> None:
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     storms = {ij: storm(ij, end) for ij in STORMS}
 
-    with Mixed(node, vehicles) as load:
+    with Mixed(node, vehicles, devices) as load:
         for k in range(READINGS - 2):  # before_kill storms cross the threshold now (reading 18), after_kill not yet
             for ij in before_kill + (after_kill if k < 10 else []):
                 send_reliably(node, [storms[ij][k]])
         node.wait_all(lambda c: len([a for a in c.get("/api/v1/alerts", params={"category": "flood.rainstorm"})
                                      .json()]) >= len(before_kill), timeout=15, what="the alerts raised before the kill")
         time.sleep(1.0)
+        # the victim hangs for half a second, then dies: MQTT messages the broker delivered to it in that time are
+        # certainly unacknowledged when it is killed (the case the broker must resend to the survivors)
+        node.procs[victim].signal(signal.SIGSTOP)
+        time.sleep(0.5)
         node.kill(victim)
         killed_at = time.monotonic()
         load.killed.set()
+        load.mqtt_at_kill = len(load.mqtt_sent)
         views = None
         if cluster:
             views = wait_for(lambda: survivors_took_over(node, victim, jobs), TAKEOVER_S + 5,
@@ -262,11 +360,13 @@ def test_kill_9_under_mixed_load(node: Node) -> None:
                 send_reliably(node, [storms[ij][k]])
         time.sleep(3.0)  # load keeps running on the survivors
     assert not load.errors, load.errors
-    print(f"victim p{victim + 1} (its storm communities {[city.community(*ij) for ij in on_victim]}); takeover in {took:.1f} s; statuses: obs {dict(load.obs.statuses)}, "
-          f"ngsi {dict(load.ngsi.statuses)}, cases {dict(load.cases.statuses)}")
+    print(f"victim p{victim + 1} (its storm communities {[city.community(*ij) for ij in on_victim]}, MQTT sessions "
+          f"{before[node.procs[victim].process_id]['mqtt']['connected']}); takeover in {took:.1f} s; statuses: obs "
+          f"{dict(load.obs.statuses)}, ngsi {dict(load.ngsi.statuses)}, cases {dict(load.cases.statuses)}, "
+          f"mqtt {dict(load.mqtt.statuses)} of {len(load.mqtt_sent)} published")
     if cluster:
         assert took <= TAKEOVER_S, f"takeover took {took:.1f} s: {views}"
-    for part in (load.obs, load.ngsi, load.cases):
+    for part in (load.obs, load.ngsi, load.cases, load.mqtt):
         assert part.acked_after_kill > 0, f"no {part.name} write was acknowledged after the kill: {part.statuses}"
         server_errors = {s: n for s, n in part.statuses.items() if s.startswith("5") or s == "409"}
         assert not server_errors, f"{part.name}: answers {dict(part.statuses)}"
@@ -299,6 +399,36 @@ def test_kill_9_under_mixed_load(node: Node) -> None:
         assert not filed or steps.count("file") == 1, f"{title}: acknowledged filing missing: {steps}"
     doubled = {t: n for t, n in by_title.items() if t.startswith("load-") and n > 1}
     assert not doubled, f"cases recorded twice: {doubled}"
+
+    # every MQTT measurement the broker acknowledged is stored, once ----------------------------------------
+    assert len(load.mqtt.acked) == len(load.mqtt_sent), f"the broker acknowledged {len(load.mqtt.acked)} of " \
+        f"{len(load.mqtt_sent)} measurements: {dict(load.mqtt.statuses)}"
+    entities = [e for _, _, e in devices]
+
+    def mqtt_rows() -> list[tuple[Any, ...]]:
+        return db(node, "SELECT entity_id, observed_at FROM history WHERE name = 'relativeHumidity' "
+                        "AND entity_id = ANY(%s)", (entities,))
+
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: len(mqtt_rows()) >= len(load.mqtt.acked), 20, "every acknowledged MQTT measurement stored")
+    rows = Counter(mqtt_rows())
+    lost = [m for m in load.mqtt.acked if m not in rows]
+    assert not lost, (
+        f"{len(lost)} of {len(load.mqtt.acked)} acknowledged MQTT measurements missing (published as number "
+        f"{[load.mqtt_sent.index(m) for m in lost[:20]]}…; the kill came after {load.mqtt_at_kill}), e.g. {lost[:5]}; "
+        f"{len(rows)} rows, e.g. {list(rows)[:3]}; "
+        + str({p.process_id: (node.cluster(p.index) or {}).get("mqtt") for p in node.live()}))
+    assert not [m for m, n in rows.items() if n > 1], "an MQTT measurement stored twice"
+    extra = set(rows) - set(load.mqtt_sent)
+    assert not extra, f"{len(extra)} MQTT rows nobody published, e.g. {sorted(extra)[:5]}"
+    (letters,), = db(node, "SELECT count(*) FROM deadletters WHERE source LIKE 'mqtt:%%' OR source = 'ingest:mqtt'")
+    assert letters == 0, f"{letters} MQTT measurements dead-lettered"
+    after = {p.process_id: node.cluster(p.index) for p in node.live()}
+    resent = {pid: v["mqtt"]["redelivered"] - before[pid]["mqtt"]["redelivered"]  # type: ignore[index]
+              for pid, v in after.items()}
+    print(f"MQTT: {len(load.mqtt.acked)} measurements acknowledged by the broker, {len(rows)} stored; resent to the "
+          f"survivors after the kill: {resent}")
+    assert sum(resent.values()) > 0, "the victim's unacknowledged MQTT messages were not resent to a survivor"
 
     # 0 duplicated alerts or cases ----------------------------------------------------------------
     time.sleep(2.0)
