@@ -1,4 +1,4 @@
-"""The `citybrain` command line."""
+"""The `citybrain` command line: the core commands here, and every component's from its manifest (imported when it runs)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,70 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 from citybrain import __version__
+from citybrain.components import Command, commands, resolve
 from citybrain.config import Settings
 
-app = typer.Typer(help="citybrain: an open-source city brain.", no_args_is_help=True, add_completion=False)
+if TYPE_CHECKING:
+    from typer._click import Command as ClickCommand  # typer vendors its own click
+    from typer._click import Context
+
+
+class Deferred(TyperCommand):
+    """A component's sub-command, listed with its manifest's help and imported only when it runs."""
+
+    def __init__(self, spec: Command) -> None:
+        super().__init__(spec.name, help=spec.help)
+        self.spec = spec
+        self._loaded: ClickCommand | None = None
+
+    def load(self) -> ClickCommand:
+        """Import the command and build it exactly as `app.add_typer` / `app.command` would have."""
+        if self._loaded is None:
+            target = resolve(self.spec.target, "app")
+            wiring = typer.Typer(pretty_exceptions_short=app.pretty_exceptions_short,
+                                 rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
+            if not isinstance(target, typer.Typer):
+                wiring.command(self.spec.name)(target)
+            elif self.spec.merged:  # its commands join the top level
+                wiring.add_typer(target)
+            else:
+                wiring.add_typer(target, name=self.spec.name)
+            self._loaded = typer.main.get_group(wiring).commands[self.spec.name]
+        return self._loaded
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Context | None = None,
+                     **extra: Any) -> Context:
+        return self.load().make_context(info_name, args, parent=parent, **extra)
+
+
+class Commands(TyperGroup):
+    """`citybrain`: the core commands of this module, then every component's (from the manifests), deferred."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for spec in commands():
+            if spec.name in self.commands:
+                raise RuntimeError(f"citybrain {spec.name}: a component's command has the name of a core command")
+            self.commands[spec.name] = Deferred(spec)
+
+    def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, ClickCommand | None, list[str]]:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if isinstance(cmd, Deferred) and name is not None:
+            cmd = self.commands[name] = cmd.load()
+        return name, cmd, rest
+
+
+app = typer.Typer(help="citybrain: an open-source city brain.", no_args_is_help=True, add_completion=False,
+                  cls=Commands)
 console = Console()
 
 STORE_HELP = "SQLite file path or postgresql:// URL [env CITYBRAIN_STORE]"
@@ -160,45 +214,6 @@ def deadletters(
             console.print(table)
 
     asyncio.run(main())
-
-
-@app.command()
-def detect(
-    nab: Path = typer.Option(..., "--nab", help="folder of timestamp,value CSV files (NAB layout)"),
-    out: Path = typer.Option(..., "--out", help="folder for <category>/<file>.csv with anomaly_score"),
-) -> None:
-    """Run the production anomaly detector over NAB-style CSVs, for scoring with nab_score.py."""
-    from citybrain.detect.nab import run_nab
-
-    result = run_nab(nab, out)
-    typer.echo(json.dumps(result, default=str))
-
-
-def _register_subcommands() -> None:
-    from citybrain.ledger.cli import ledger_app
-    from citybrain.mqtt.cli import devices_app
-    from citybrain.trust.cli import users_app
-
-    app.add_typer(devices_app, name="devices")
-    app.add_typer(ledger_app, name="ledger")
-    app.add_typer(users_app, name="users")
-    from citybrain.indicators.cli import evaluate_command
-
-    app.command("evaluate")(evaluate_command)
-    from citybrain.dispatch.cli import resources_app
-    from citybrain.drill.cli import drill_command
-
-    app.add_typer(resources_app, name="resources")
-    from citybrain.federation.cli import federation_app
-
-    app.add_typer(federation_app)
-    from citybrain.cases.cli import cases_app
-
-    app.add_typer(cases_app, name="cases")
-    app.command("drill")(drill_command)
-
-
-_register_subcommands()
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """The runtime: one object that owns config, clock, bus, store and the command registry.
 
 Every part of citybrain gets the runtime and reaches nothing through globals. Components (folders
-of the package) register their commands and bus listeners in `setup(runtime)`.
+of the package, each declared by its `manifest.py`) register their commands and bus listeners in `setup(runtime)`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import importlib
 import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from citybrain.bus import Bus, Message, open_bus
 from citybrain.clock import Clock, SystemClock, iso
 from citybrain.cluster import Cluster
 from citybrain.commands import CommandRegistry, Outcome
+from citybrain.components import resolve, setups
 from citybrain.config import Settings
 from citybrain.context import Context
 from citybrain.events import Event, encode_event
@@ -42,19 +42,9 @@ class _FollowUps:
 
 _follow_ups: contextvars.ContextVar[_FollowUps | None] = contextvars.ContextVar("follow_ups", default=None)
 
-# Components set up at start, in order. Each module has `async def setup(runtime) -> None`.
-COMPONENTS: list[str] = [
-    "citybrain.model.commands",
-    "citybrain.ingest.observations",
-    "citybrain.situation", "citybrain.rules", "citybrain.risk", "citybrain.alerts",
-    "citybrain.cases",
-    "citybrain.ngsi",
-    "citybrain.mqtt",
-    "citybrain.trust", "citybrain.ledger.service",
-    "citybrain.federation",
-    "citybrain.modes", "citybrain.dispatch", "citybrain.plans",
-    "citybrain.indicators",
-]
+# Components set up at start, in order: derived from the components' manifests (citybrain/<name>/manifest.py).
+# Each entry names `async def setup(runtime) -> None`: "module" (its `setup`) or "module:function".
+COMPONENTS: list[str] = setups()
 
 
 class CityBrain:
@@ -116,8 +106,7 @@ class CityBrain:
         await self.bus.connect()
         self.bus.dead_letter = self._bus_dead_letter
         for name in self.components:
-            module = importlib.import_module(name)
-            await module.setup(self)
+            await resolve(name, "setup")(self)
         if getattr(self.bus, "duplicate_window", None):  # a bus that drops a message id it has seen
             from citybrain.relay import EventRelay
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,20 +16,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from citybrain import __version__
 from citybrain.api import introspection, problems, routes
 from citybrain.api.problems import problem
+from citybrain.components import mounts, resolve
 from citybrain.runtime import CityBrain
 
-# Modules with `def mount(app: FastAPI, rt: CityBrain) -> None`, mounted in this order when importable.
-EXTENSIONS: list[str] = [
-    "citybrain.trust.api", "citybrain.ledger.api",
-    "citybrain.situation.api", "citybrain.alerts.api",
-    "citybrain.cases.api", "citybrain.open311",
-    "citybrain.dashboard",
-    "citybrain.ngsi",
-    "citybrain.federation.api",
-    "citybrain.modes.api", "citybrain.plans.api", "citybrain.dispatch.api",
-    "citybrain.indicators.api",
-    "citybrain.ops",
-]
+# What is mounted, in order: derived from the components' manifests (citybrain/<name>/manifest.py). Each entry
+# names `def mount(app: FastAPI, rt: CityBrain) -> None`: "module" (its `mount`) or "module:function".
+EXTENSIONS: list[str] = mounts()
 
 
 class BodyLimit:
@@ -146,6 +137,5 @@ def create_app(
     app.include_router(introspection.router)
     app.include_router(routes.router)
     for name in EXTENSIONS:
-        module = importlib.import_module(name)
-        module.mount(app, rt)
+        resolve(name, "mount")(app, rt)
     return app

@@ -1,0 +1,12 @@
+"""The model component's manifest (read without importing the package: see citybrain.components)."""
+
+from citybrain.components import Component
+
+MANIFEST = Component(
+    name="model",
+    summary="entity commands, place index, entity directory",
+    order=10,
+    setup="citybrain.model.commands:setup",
+    reads="store",
+    writes="`command.entity.*`",
+)
