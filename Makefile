@@ -7,7 +7,7 @@ DEVSTAMP := $(VENV)/.installed-dev
 CITYBRAIN := $(VENV)/bin/citybrain
 PORT ?= 8080
 
-.PHONY: demo serve test lint typecheck unit bench reliability clean test-deps
+.PHONY: demo serve test lint typecheck unit bench reliability clean test-deps wheel
 
 # the runtime only (make demo); the test and dev tools come with $(DEVSTAMP) (make test)
 $(STAMP): pyproject.toml
@@ -43,6 +43,10 @@ typecheck: $(DEVSTAMP)
 unit: $(DEVSTAMP)
 	$(PY) -m pytest -q --timeout=300 -p no:cacheprovider $(PYTEST_ARGS)
 
+## make wheel: build dist/citybrain-<version>-py3-none-any.whl (runtime files included; tests/test_wheel.py checks it)
+wheel: $(STAMP)
+	$(PY) -m pip wheel -q --no-deps -w dist .
+
 ## make bench: every benchmark against its peer; results in bench/results/
 bench: $(DEVSTAMP) test-deps
 	bash scripts/bench-deps.sh
@@ -53,4 +57,4 @@ reliability: $(DEVSTAMP)
 	$(PY) reliability/run.py
 
 clean:
-	rm -rf $(VENV) build var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build dist var .mypy_cache .ruff_cache .pytest_cache

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from citybrain.dashboard.apidocs import mount as mount_apidocs
 from citybrain.dashboard.stream import mount_stream
 from citybrain.errors import NotFound
 from citybrain.model.types import OBSERVATION_TYPES, PLACE_LEVELS
@@ -251,6 +252,7 @@ def _page(name: str, **data: str) -> HTMLResponse:
 def mount(app: FastAPI, rt: CityBrain) -> None:
     """Add the dashboard pages, its static assets and its read endpoints to the app."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    mount_apidocs(app)
     mount_stream(app, rt)
     rate = IngestRate(rt)
     cache: dict[str, tuple[int, bytes]] = {}
