@@ -63,6 +63,7 @@ class Component:
       still has a place in the table).
     - `setup`: "module:function" of `async def setup(rt)` (or None).
     - `needs`: components whose setup must have run before this one's (it uses what they register).
+    - `provides`: the ports (`citybrain.ports.Ports`) its setup sets.
     - `http`, `http_order`: "module:function" of `def mount(app, rt)` and its place among the mounts (routes
       match in mount order; the middleware added last is the outermost).
     - `cli`: its `citybrain` sub-commands.
@@ -73,6 +74,7 @@ class Component:
     order: int
     setup: str | None = None
     needs: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
     http: str | None = None
     http_order: int | None = None
     cli: tuple[Command, ...] = ()

@@ -22,6 +22,7 @@ from citybrain.config import Settings
 from citybrain.context import Context
 from citybrain.events import Event, encode_event
 from citybrain.nodekeys import node_secret, subkey
+from citybrain.ports import Ports
 from citybrain.store import AddDeadLetter, AppendEvent, Store, open_store
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class CityBrain:
                                           self.settings.bus_replicas)
         self.commands = CommandRegistry()
         self.components = list(COMPONENTS if components is None else components)
-        self.services: dict[str, Any] = {}  # component name -> its service object (ingest, places, …)
+        self.ports = Ports()  # the services components offer one another, typed (citybrain.ports)
         self.cluster = Cluster(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_hooks: list[Any] = []

@@ -1,5 +1,8 @@
 """Print how citybrain's parts are joined: cross-feature imports, import cycles, untyped service lookups.
 
+A service lookup is untyped when it goes around the typed ports (`rt.services[…]`, a dictionary of Any) or
+when the port it reads is declared `Port[Any]` in citybrain/ports.py.
+
 Usage: python scripts/layering.py [--list]   (from the repository root)
 
 A feature (situation, rules, cases, …) may import the platform floor (runtime, commands, model, store,
@@ -21,6 +24,7 @@ FEATURES = {"situation", "rules", "detect", "risk", "alerts", "cases", "open311"
             "ingest"}
 FRONT_DOORS = {"api", "cli"}  # may import features: they mount them
 LOOKUP = re.compile(r"services(\[|\.get\(|\.setdefault\()")
+UNTYPED_PORT = re.compile(r"^\s+(\w+): Port\[Any\]", re.M)
 
 
 def part_of(module: str) -> str:
@@ -97,6 +101,13 @@ def main() -> int:
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if LOOKUP.search(line):
                 lookups.append(f"{rel}:{n}: {line.strip()}")
+    untyped = UNTYPED_PORT.findall((ROOT / "ports.py").read_text())
+    if untyped:
+        use = re.compile(r"ports\.(%s)\b|Ports\.(%s)\b" % ("|".join(untyped), "|".join(untyped)))
+        for path in sorted(ROOT.rglob("*.py")):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if use.search(line) and path.name != "ports.py":
+                    lookups.append(f"{path.relative_to(ROOT.parent)}:{n}: {line.strip()} (port typed Any)")
     found = cycles(graph)
     print(f"cross-feature imports: {len(cross)}")
     print(f"import cycles between parts: {len(found)}")

@@ -29,6 +29,7 @@ from fastapi import APIRouter
 import citybrain
 from citybrain import components as comp
 from citybrain.components import Command, Component, ManifestError
+from citybrain.ports import Ports
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "citybrain"
@@ -184,11 +185,15 @@ def test_the_runtime_sets_up_the_manifests_in_order() -> None:
     assert CityBrain(Settings(store=":memory:"), components=only).components == only
 
 
+CONDITIONAL_PORTS = {"mqtt"}  # set only when the node is configured for it (CITYBRAIN_MQTT)
+
+
 async def test_needs_are_what_each_setup_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Start every component, recording which service each setup reads and which component registered it.
 
-    A setup that reads (`rt.services[key]`) what another component registered must declare it in `needs`; a
-    setup that looks for something optional (`.get`, `in`) must come after whoever provides it. Reads made by
+    A setup that reads a port (`rt.ports.cases`) another component set must declare that component in `needs`;
+    a setup that looks for an optional one (`rt.ports.find`, `has`) must come after whoever provides it; each
+    component sets exactly the ports its manifest `provides`. Reads made by
     tasks a setup spawned are not counted for the setup that happens to run at the time.
     """
     import citybrain.runtime as runtime
@@ -248,7 +253,7 @@ async def test_needs_are_what_each_setup_uses(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(runtime, "resolve", recording)
     rt = runtime.CityBrain(Settings(store=str(tmp_path / "city.db")))
-    rt.services = Services()
+    rt.ports._values = Services()
     await rt.start()
     await rt.stop()
     assert set(provided.values()) >= {"model", "ingest", "situation", "rules"}  # the recording works
@@ -260,6 +265,13 @@ async def test_needs_are_what_each_setup_uses(tmp_path: Path, monkeypatch: pytes
         assert sorted(used) == sorted(m.needs), f"{m.name}: its setup uses {sorted(used)}, needs says {m.needs}"
         later = {provided[k] for k in soft[m.name] if k in provided and order[provided[k]] > m.order}
         assert not later, f"{m.name}: its setup looks for what {sorted(later)} register, set up after it"
+        sets = sorted(k for k, who in provided.items() if who == m.name)
+        expected = sorted(set(m.provides) - CONDITIONAL_PORTS)
+        assert sorted(set(sets) - CONDITIONAL_PORTS) == expected, \
+            f"{m.name}: its setup sets the ports {sets}, provides says {m.provides}"
+        assert set(sets) <= set(m.provides), f"{m.name}: sets ports its manifest does not provide: {sets}"
+    declared = {p for m in comp.manifests() for p in m.provides}
+    assert declared | {"tenant"} == set(Ports.names()), "every port is provided by one component's manifest"
 
 
 # the HTTP app --------------------------------------------------------------------------------------------------------

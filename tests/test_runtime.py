@@ -46,7 +46,7 @@ async def test_commands_write_state_and_events(tmp_path: Path) -> None:
         events = await rt.store.events(type_prefix="command.entity.update")
         assert events[-1].context.actor == "operator:alice" and events[-1].context.id == ctx.id
         assert len(ctx.id) == 26  # ULID
-        places = rt.services["places"]
+        places = rt.ports.places
         assert places.ancestors("urn:ngsi-ld:Grid:g1") == [
             "urn:ngsi-ld:Community:c1", "urn:ngsi-ld:Subdistrict:s1", "urn:ngsi-ld:District:d1", "urn:ngsi-ld:City:bj"]
         assert places.cells_of("urn:ngsi-ld:District:d1") == ["urn:ngsi-ld:Grid:g1"]
@@ -77,7 +77,7 @@ async def test_ingest_validates_stores_and_survives_restart(tmp_path: Path) -> N
     sensor = "urn:ngsi-ld:AirQualityObserved:s1"
     async with runtime(tmp_path) as rt:
         await build_city(rt)
-        report = await rt.services["ingest"].submit([
+        report = await rt.ports.ingest.submit([
             {"entity": sensor, "attr": "pm25", "value": 80.0, "observedAt": "2016-07-20T08:00:00Z"},
             {"entity": sensor, "observedAt": "2016-07-20T09:00:00+08:00", "values": {"pm25": 81, "pm10": 120}},
             {"entity": "urn:ngsi-ld:AirQualityObserved:ghost", "attr": "pm25", "value": 1, "observedAt": "2016-07-20T08:00:00Z"},
@@ -99,4 +99,4 @@ async def test_ingest_validates_stores_and_survives_restart(tmp_path: Path) -> N
         assert entity.attrs["pm10"]["observedAt"] == "2016-07-20T01:00:00.000Z"
         history = await rt.store.history(sensor, "pm25")
         assert [h.value for h in history] == [81, 80.0]
-        assert "urn:ngsi-ld:Grid:g1" in rt.services["places"]
+        assert "urn:ngsi-ld:Grid:g1" in rt.ports.places

@@ -20,6 +20,7 @@ from citybrain.clock import normalise_time
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
 from citybrain.errors import Conflict, NotFound, ValidationError
+from citybrain.ports import Ports
 from citybrain.rules.spec import LEVELS, SEVERITY
 from citybrain.situation.stats import epoch
 from citybrain.store import PutDoc
@@ -66,7 +67,7 @@ EVENTS = ("cb.event.command.alert.>",)
 
 async def _stored(rt: CityBrain, alert_id: str) -> tuple[dict[str, Any], Doc]:
     """Return the in-memory form of an alert's stored document (the truth on every process) and the document."""
-    book: AlertBook = rt.services["alerts"]
+    book = rt.ports.own(Ports.alerts, AlertBook)
     doc = await book.fetch(alert_id)
     if doc is None:
         raise NotFound(f"unknown alert {alert_id}", field="alert_id")
@@ -85,7 +86,7 @@ def _step(alert: dict[str, Any], status: str, ctx: Context, note: str, rt: CityB
 
 def _write(rt: CityBrain, alert: dict[str, Any], doc: Doc, entry: dict[str, Any] | None, after: Any = None) -> Outcome:
     """Return the outcome writing an alert at the version read; its event carries the change for every process."""
-    book: AlertBook = rt.services["alerts"]
+    book = rt.ports.own(Ports.alerts, AlertBook)
     change = {"alert_id": alert["id"], "status": alert["status"], "warningLevel": alert["warningLevel"],
               "severity": alert["severity"], "validTo": alert.get("validTo"), "case": alert.get("case"),
               "entry": entry, "version": doc.version + 1}
@@ -118,7 +119,7 @@ async def _escalate(rt: CityBrain, cmd: AlertEscalation, ctx: Context) -> Outcom
     entry = _step(alert, "escalated", ctx, cmd.note, rt, to=cmd.to, level=level)
     if level is not None:
         alert["warningLevel"], alert["severity"] = level, SEVERITY[level]
-    book: AlertBook = rt.services["alerts"]
+    book = rt.ports.own(Ports.alerts, AlertBook)
 
     async def after() -> None:
         await rt.emit("alert.escalated", {**book.event_data(alert), "from": before, "to": cmd.to, "auto": False},
@@ -135,7 +136,7 @@ async def _resolve(rt: CityBrain, cmd: AlertAction, ctx: Context) -> Outcome:
     alert["validTo"] = rt.now()
     entry = {"status": "resolved", "time": rt.now(), "actor": ctx.actor, "note": cmd.note, "ref": ctx.id}
     alert["history"].append(entry)
-    book: AlertBook = rt.services["alerts"]
+    book = rt.ports.own(Ports.alerts, AlertBook)
 
     async def after() -> None:
         await rt.emit("alert.resolved", {**book.event_data(alert), "actor": ctx.actor, "note": cmd.note}, ctx.child())
@@ -144,8 +145,8 @@ async def _resolve(rt: CityBrain, cmd: AlertAction, ctx: Context) -> Outcome:
 
 
 async def _suppress(rt: CityBrain, cmd: Suppression, ctx: Context) -> Outcome:
-    places = rt.services["places"]
-    if cmd.target not in places and cmd.target not in rt.services["directory"].types:
+    places = rt.ports.places
+    if cmd.target not in places and cmd.target not in rt.ports.directory.types:
         raise NotFound(f"target: unknown entity or place {cmd.target}", field="target")
     start = normalise_time(cmd.start, "from") if cmd.start else rt.now()
     until = normalise_time(cmd.until, "until")
@@ -153,7 +154,7 @@ async def _suppress(rt: CityBrain, cmd: Suppression, ctx: Context) -> Outcome:
         raise ValidationError("until: must be after from", field="until")
     window: dict[str, Any] = {"id": new_id(), "target": cmd.target, "from": start, "until": until, "reason": cmd.reason,
               "from_ts": epoch(start), "until_ts": epoch(until), "actor": ctx.actor}
-    book: AlertBook = rt.services["alerts"]
+    book = rt.ports.own(Ports.alerts, AlertBook)
 
     async def after() -> None:
         book.add_window(window)  # here at once; every other process from the event
@@ -175,15 +176,15 @@ async def setup(rt: CityBrain) -> None:
     await rt.bus.subscribe("cb.event.alert.raised", book.on_raised)
     for subject in EVENTS:
         await rt.bus.subscribe(subject, book.on_command)
-    pipeline: Any = rt.services.get("pipeline")
+    pipeline: Any = rt.ports.find(Ports.pipeline)
     partitioned = hasattr(pipeline, "on_acquire")
     if partitioned:  # the owner of a partition holds its open alerts; they move with the partition
         pipeline.on_acquire.append(book.take_partition)
         pipeline.on_release.append(book.leave_partition)
     await book.load(alerts=not partitioned)
-    rt.services["alerts"] = book
-    rt.services["signals"].sinks.append(book.on_signals)
-    rt.services["situation"].listeners.append(book.on_rows)
+    rt.ports.alerts = book
+    rt.ports.signals.sinks.append(book.on_signals)
+    rt.ports.situation.listeners.append(book.on_rows)
     rt.commands.register("alert.ack", AlertAction, _ack, "acknowledge an alert")
     rt.commands.register("alert.escalate", AlertEscalation, _escalate, "escalate an alert (and raise its level)")
     rt.commands.register("alert.resolve", AlertAction, _resolve, "resolve an alert")

@@ -16,6 +16,7 @@ from citybrain.api.routes import actor_of, json, read_json, rt_of
 from citybrain.bus import Message
 from citybrain.errors import NotFound
 from citybrain.events import decode_event
+from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 from citybrain.trust.middleware import confine
 
@@ -33,7 +34,7 @@ async def list_alerts(
     """List alerts, newest first."""
     rt = rt_of(request)
     place = confine(request, place)  # a place-scoped identity sees only its own area
-    await rt.services["alerts"].outbox.flush()
+    await rt.ports.own(Ports.alerts, AlertBook).outbox.flush()
     where: dict[str, Any] = {}
     if status and status != "open":
         where["status"] = status
@@ -43,7 +44,7 @@ async def list_alerts(
     if status == "open":
         docs = [d for d in docs if d["status"] != "resolved"]
     if place:
-        places = rt.services["places"]
+        places = rt.ports.places
         if place not in places:
             raise NotFound(f"unknown place {place}", field="place")
         docs = [d for d in docs if any(p and places.within(p, place) for p in (d.get("place"), d.get("community")))]
@@ -60,7 +61,7 @@ async def stream(request: Request, max: int = Query(0, ge=0, description="close 
     rt = rt_of(request)
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
     area = confine(request, place)
-    places = rt.services["places"]
+    places = rt.ports.places
     if area is not None and area not in places:
         raise NotFound(f"unknown place {area}", field="place")
 
@@ -103,7 +104,7 @@ async def sse(queue: asyncio.Queue[bytes], sub: Any, limit: int, heartbeat: floa
 async def one_alert(request: Request, alert_id: str) -> Response:
     """Return one alert with its members (which rule or detector fired on what data) and history."""
     rt = rt_of(request)
-    doc = await rt.services["alerts"].fetch(alert_id)  # an alert raised on another process a moment ago too
+    doc = await rt.ports.alerts.fetch(alert_id)  # an alert raised on another process a moment ago too
     if doc is None:
         raise NotFound(f"unknown alert {alert_id}", field="alert_id")
     return json(doc.data)
@@ -118,7 +119,7 @@ async def act(request: Request, alert_id: str, action: str) -> Response:
     body = await read_json(request) if await request.body() else {}
     payload = {**(body if isinstance(body, dict) else {}), "alert_id": alert_id}
     # any process: the command works on the stored alert, again on a fresh copy if a pipeline write came between
-    result = await rt.services["alerts"].run(f"alert.{action}", payload, rt.context(actor_of(request)))
+    result = await rt.ports.own(Ports.alerts, AlertBook).run(f"alert.{action}", payload, rt.context(actor_of(request)))
     return json(result)
 
 

@@ -78,7 +78,7 @@ class AlertBook:
     # pipeline partitions (citybrain.situation.partitions): the open alerts of a partition are held by its owner
     def part_of(self, alert: dict[str, Any]) -> int:
         """Return the pipeline partition an alert's signals arrive on (that of its community)."""
-        pipeline = self.rt.services["pipeline"]
+        pipeline = self.rt.ports.pipeline
         if alert.get("community"):
             return int(pipeline.part_of_community(alert["community"]))
         return int(pipeline.part_of_place(alert.get("place")))
@@ -100,7 +100,7 @@ class AlertBook:
                 key = (alert["category"], alert["group"])
                 if self.open.get(key) is alert:
                     del self.open[key]
-        pipeline = self.rt.services["pipeline"]
+        pipeline = self.rt.ports.pipeline
         for member, sig in list(self.held.items()):
             if (pipeline.part_of_community(sig.community) if sig.community else pipeline.part_of_place(sig.place)) == n:
                 del self.held[member]
@@ -187,7 +187,7 @@ class AlertBook:
     # suppression -----------------------------------------------------------------------------
     def is_suppressed(self, sig: Signal) -> dict[str, Any] | None:
         """Return the maintenance window covering this signal's source and time, if any."""
-        within = self.rt.services["places"].within
+        within = self.rt.ports.places.within
         for s in self.suppressions:
             if not s["from_ts"] <= sig.ts < s["until_ts"]:
                 continue

@@ -8,6 +8,7 @@ MANIFEST = Component(
     order=60,
     setup="citybrain.alerts:setup",
     needs=("rules", "situation"),
+    provides=("alerts",),
     http="citybrain.alerts.api:mount",
     http_order=40,
     reads="signals",

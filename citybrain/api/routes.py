@@ -53,7 +53,7 @@ async def read_json(request: Request) -> Any:
 @router.get("/places")
 async def places(request: Request, root: str | None = None) -> Response:
     """Return the place hierarchy (city → district → subdistrict → community → grid)."""
-    index = rt_of(request).services["places"]
+    index = rt_of(request).ports.places
     if root is not None and root not in index:
         raise NotFound(f"unknown place {root}", field="root")
     return json(index.tree(root))
@@ -63,7 +63,7 @@ async def places(request: Request, root: str | None = None) -> Response:
 async def place(request: Request, place_id: str) -> Response:
     """Return one place with its parents, children and grid cells."""
     rt = rt_of(request)
-    index = rt.services["places"]
+    index = rt.ports.places
     entity = index.get(place_id)
     if entity is None:
         raise NotFound(f"unknown place {place_id}", field="place_id")
@@ -84,7 +84,7 @@ async def entities(
     rt = rt_of(request)
     places = None
     if place is not None:
-        index = rt.services["places"]
+        index = rt.ports.places
         if place not in index:
             raise NotFound(f"unknown place {place}", field="place")
         places = [place, *index.descendants(place)]
@@ -115,7 +115,7 @@ async def history(
 ) -> Response:
     """Return past values of an entity's attributes, oldest first."""
     rt = rt_of(request)
-    if entity_id not in rt.services["directory"].types:
+    if entity_id not in rt.ports.directory.types:
         raise NotFound(f"entity {entity_id} not found", field="entity_id")
     rows = await rt.store.history(
         entity_id, attr, normalise_time(since, "since") if since else None,
@@ -158,7 +158,7 @@ async def observations(request: Request) -> Response:
     items = body if isinstance(body, list) else [body]
     if len(items) > 50_000:
         raise ValidationError("body: more than 50000 observations in one request", field="body")
-    report = await rt.services["ingest"].submit(items, rt.context(actor_of(request)), "http")
+    report = await rt.ports.ingest.submit(items, rt.context(actor_of(request)), "http")
     status = 200 if not report.rejected else (207 if report.stored else 400)
     return json(report, status=status)
 
@@ -207,6 +207,6 @@ async def run_command(request: Request, name: str, payload: dict[str, Any] = Bod
 async def stats(request: Request) -> Response:
     """Counts of entities by type and observations ingested since start."""
     rt = rt_of(request)
-    ingest = rt.services["ingest"]
+    ingest = rt.ports.ingest
     return json({"entities": await rt.store.entity_types(), "ingested_by_type": dict(ingest.stored_by_type),
                  "rejected": ingest.rejected, "history_rows": await rt.store.history_count()})

@@ -51,7 +51,7 @@ def catalog_from(rt: CityBrain) -> Catalog:
 async def setup(rt: CityBrain) -> None:
     """Register the case commands, follow case events, load open cases, listen for alerts, start the checker."""
     desk = CaseDesk(rt, catalog_from(rt))
-    rt.services["cases"] = desk
+    rt.ports.cases = desk
     for name, schema, handler, summary in COMMANDS:
         rt.commands.register(name, schema, handler, summary, ROLES.get(name, ()))
     for subject in EVENTS:  # every process: no durable, no queue (each keeps its own cache and index current)

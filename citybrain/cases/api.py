@@ -40,7 +40,7 @@ async def list_cases(
     """List cases, newest first, filtered by state, department, overdue, category, queue, channel."""
     rt = rt_of(request)
     place = confine(request, place)  # a place-scoped identity sees only its own area
-    if place is not None and place not in rt.services["places"]:
+    if place is not None and place not in rt.ports.places:
         raise NotFound(f"unknown place {place}", field="place")
     found = await views.find(rt, state, department, overdue, category, queue, channel, place=place)
     page = found[offset:offset + limit]

@@ -42,8 +42,8 @@ def _step(store: str | None, command: str, actor: str, payload: dict[str, Any]) 
     async def work(rt: Any) -> Any:
         ctx = rt.context(actor)
         if command == "case.file":
-            return await rt.services["cases"].file(payload["id"], ctx, payload.get("note", ""))
-        return await rt.services["cases"].run(command, payload, ctx)
+            return await rt.ports.cases.file(payload["id"], ctx, payload.get("note", ""))
+        return await rt.ports.cases.run(command, payload, ctx)
 
     typer.echo(json.dumps(_with_runtime(store, work), ensure_ascii=False, indent=2, default=str))
 
@@ -72,7 +72,7 @@ def show(case_id: str, store: str = STORE) -> None:
     async def work(rt: Any) -> Any:
         from citybrain.cases.views import with_clocks
 
-        case = await rt.services["cases"].read(case_id)
+        case = await rt.ports.cases.read(case_id)
         if case is None:
             raise typer.BadParameter(f"case {case_id} not found")
         return with_clocks(rt, case)
@@ -88,7 +88,7 @@ def report(category: str, description: str = typer.Option(""), place: str = type
     """Report a problem (case.intake); trusted channels are filed and routed at once."""
 
     async def work(rt: Any) -> Any:
-        return await rt.services["cases"].submit({"category": category, "description": description, "place": place,
+        return await rt.ports.cases.submit({"category": category, "description": description, "place": place,
                                                   "lon": lon, "lat": lat, "channel": channel}, rt.context(actor))
 
     typer.echo(json.dumps(_with_runtime(store, work), ensure_ascii=False, indent=2))

@@ -27,6 +27,7 @@ from citybrain.context import Context
 from citybrain.errors import CityBrainError, Conflict, NotFound, ValidationError
 from citybrain.events import decode_event
 from citybrain.model.places import PlaceIndex
+from citybrain.ports import Ports
 from citybrain.store import PutDoc
 from citybrain.store.base import Op
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 
 class CaseDesk:
-    """rt.services["cases"]: reads and saves case documents and runs the automatic steps."""
+    """rt.ports.cases: reads and saves case documents and runs the automatic steps."""
 
     def __init__(self, rt: CityBrain, catalog: Catalog) -> None:
         self.rt = rt
@@ -66,7 +67,7 @@ class CaseDesk:
     @property
     def places(self) -> PlaceIndex | None:
         """The city's place index (None in a runtime without the model component)."""
-        places: PlaceIndex | None = self.rt.services.get("places")
+        places: PlaceIndex | None = self.rt.ports.find(Ports.places)
         return places
 
     def area(self, place: str | None, level: str) -> str | None:
@@ -234,5 +235,5 @@ _dec = msgspec.json.Decoder(dict[str, Any])
 
 def desk_of(rt: CityBrain) -> CaseDesk:
     """Return the runtime's case desk."""
-    desk: CaseDesk = rt.services["cases"]
+    desk = rt.ports.own(Ports.cases, CaseDesk)
     return desk

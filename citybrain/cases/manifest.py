@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="GB/T 30428 lifecycle, catalog, calendar, routing, deadlines, duplicates, one-matter services",
     order=70,
     setup="citybrain.cases:setup",
+    provides=("cases",),
     http="citybrain.cases.api:mount",
     http_order=50,
     cli=(

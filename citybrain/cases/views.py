@@ -38,7 +38,7 @@ async def find(rt: CityBrain, state: str | None = None, department: str | None =
     if department is not None:
         found = [c for c in found if department in c.get("departments", [])]
     if place is not None:
-        places = rt.services["places"]
+        places = rt.ports.places
         found = [c for c in found if isinstance(c.get("place"), str) and c["place"] in places
                  and places.within(c["place"], place)]
     found.sort(key=lambda c: c["created_at"], reverse=True)

@@ -42,7 +42,7 @@ class Relay:
             return
         payload = orjson.dumps({"type": event.type, "time": event.time, "data": event.data,
                                 "actor": event.context.actor})
-        places = self.rt.services["places"]
+        places = self.rt.ports.places
         for queue, scope in list(self.clients):
             if scope and not self._in_scope(event.data, scope, places):
                 continue
@@ -61,7 +61,6 @@ class Relay:
 def mount_stream(app: FastAPI, rt: CityBrain) -> Relay:
     """Add GET /api/v1/stream (text/event-stream) and subscribe the relay to the bus."""
     relay = Relay(rt)
-    rt.services["dashboard_relay"] = relay
 
     @app.get("/api/v1/stream", tags=["dashboard"])
     async def stream(request: Request, scope: str | None = None) -> StreamingResponse:
@@ -70,7 +69,7 @@ def mount_stream(app: FastAPI, rt: CityBrain) -> Relay:
         from citybrain.trust.middleware import confine, scope_of
 
         own = scope_of(request)  # `scope` is not one of the place parameters the trust middleware checks
-        places = rt.services["places"]
+        places = rt.ports.places
         if own and scope and not (scope in places and places.within(scope, own)):
             raise Forbidden(f"{scope} lies outside your area {own}", field="scope")
         scope = confine(request, scope)

@@ -16,6 +16,7 @@ from citybrain.dashboard.apidocs import mount as mount_apidocs
 from citybrain.dashboard.stream import mount_stream
 from citybrain.errors import NotFound
 from citybrain.model.types import OBSERVATION_TYPES, PLACE_LEVELS
+from citybrain.ports import Port, Ports
 from citybrain.runtime import CityBrain
 from citybrain.store import EntityQuery
 from citybrain.trust.middleware import confine
@@ -35,7 +36,7 @@ class IngestRate:
     def per_minute(self) -> float:
         """Return the ingest rate over the last minute (observations/min)."""
         now = time.monotonic()
-        total = sum(self.rt.services["ingest"].stored_by_type.values())
+        total = sum(self.rt.ports.ingest.stored_by_type.values())
         self.samples.append((now, total))
         while len(self.samples) > 2 and now - self.samples[0][0] > 60:
             self.samples.popleft()
@@ -47,10 +48,10 @@ class IngestRate:
 
 async def open_alerts(rt: CityBrain, within: str | None) -> dict[str, Any]:
     """Count open alerts (in an area) from the alert documents."""
-    outbox = getattr(rt.services["alerts"], "outbox", None)
+    outbox = getattr(rt.ports.alerts, "outbox", None)
     if outbox is not None:
         await outbox.flush()
-    places = rt.services["places"]
+    places = rt.ports.places
     docs = [d.data for d in await rt.store.list_docs("alerts", limit=100_000)]
     open_docs = [d for d in docs if d.get("status") != "resolved"]
     if within:
@@ -112,7 +113,7 @@ async def case_points(rt: CityBrain, within: str | None) -> dict[str, Any]:
     """Return open cases as GeoJSON points (their reported location, else a point of their place)."""
     from citybrain.cases import views
 
-    places = rt.services["places"]
+    places = rt.ports.places
     features = []
     for c in await views.find(rt, place=within):
         if c.get("state") in FINAL_STATES:
@@ -129,10 +130,10 @@ async def case_points(rt: CityBrain, within: str | None) -> dict[str, Any]:
 
 async def resource_points(rt: CityBrain, within: str | None) -> dict[str, Any]:
     """Return dispatch resources as GeoJSON points with the grid cell they stand in (only inside `within`)."""
-    dispatch = rt.services.get("dispatch")
+    dispatch = rt.ports.find(Ports.dispatch)
     if dispatch is None:
         return {"type": "FeatureCollection", "features": []}
-    places = rt.services["places"]
+    places = rt.ports.places
     features = []
     for r in await dispatch.resources():
         cell = places.locate(r.lon, r.lat)
@@ -145,7 +146,7 @@ async def resource_points(rt: CityBrain, within: str | None) -> dict[str, Any]:
 
 def checkpoint_view(rt: CityBrain) -> dict[str, Any]:
     """Return the latest checkpoint opened and checked: signature by the node's log key, root against the log."""
-    service = rt.services.get("ledger")
+    service = rt.ports.find(Ports.ledger)
     if service is None:
         return {"available": False}
     note = service.log.latest
@@ -174,7 +175,7 @@ def checkpoint_view(rt: CityBrain) -> dict[str, Any]:
 
 async def trend(rt: CityBrain, place: str, attr: str, last: int, max_sensors: int = 60) -> dict[str, Any]:
     """Return an hourly series of `attr` across the sensors in a place: mean, max and sensor count per hour."""
-    places = rt.services["places"]
+    places = rt.ports.places
     if place not in places:
         raise NotFound(f"unknown place {place}", field="place")
     inside = [place, *places.descendants(place)]
@@ -202,10 +203,10 @@ async def federation_view(rt: CityBrain, within: str | None) -> dict[str, Any]:
     from citybrain.federation.directives import DIRECTIVES, RECEIPTS
     from citybrain.federation.reports import REPORTS
 
-    fed = rt.services.get("federation")
+    fed = rt.ports.find(Ports.federation)
     if fed is None:
         return {"available": False, "reports": [], "directives": []}
-    places = rt.services["places"]
+    places = rt.ports.places
 
     def inside(area: Any) -> bool:
         if not within:
@@ -267,7 +268,7 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
 
     @app.get("/community/{place_id}", include_in_schema=False)
     async def community_view(place_id: str) -> HTMLResponse:
-        if place_id not in rt.services["places"]:
+        if place_id not in rt.ports.places:
             raise NotFound(f"unknown place {place_id}", field="place_id")
         return _page("index.html", scope=place_id)
 
@@ -279,7 +280,7 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
     async def map_places(request: Request, level: str = Query("Grid"), within: str | None = None) -> Response:
         """Return places of one level (inside `within`) as a GeoJSON FeatureCollection."""
         within = confine(request, within)
-        index = rt.services["places"]
+        index = rt.ports.places
         if level not in PLACE_LEVELS:
             raise NotFound(f"unknown level {level}", field="level")
         key = f"{level}|{within}"
@@ -304,9 +305,9 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
                           limit: int = Query(20000, le=50000)) -> Response:
         """Return observation points as GeoJSON (values: GET /api/v1/entities/{id}, fetched on demand)."""
         within = confine(request, within)
-        index = rt.services["places"]
+        index = rt.ports.places
         key = f"sensors|{within}|{limit}"
-        stamp = len(rt.services["directory"].types) * 1_000_003 + int(time.monotonic() // 30)  # 30 s at most
+        stamp = len(rt.ports.directory.types) * 1_000_003 + int(time.monotonic() // 30)  # 30 s at most
         hit = cache.get(key)
         if hit and hit[0] == stamp:
             return Response(hit[1], media_type="application/geo+json")
@@ -325,14 +326,17 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
         """Return the KPI tiles: ingest rate, open alerts and cases, on-time rate, response time, modes."""
         within = confine(request, within)
         body: dict[str, Any] = {"observations_per_min": round(rate.per_minute(), 1),
-                                "observations_total": sum(rt.services["ingest"].stored_by_type.values()),
+                                "observations_total": sum(rt.ports.ingest.stored_by_type.values()),
                                 "node": rt.node_id, "role": rt.settings.role, "time": rt.now()}
-        for name in ("alerts", "cases", "modes", "ledger", "federation", "indicators"):
-            service = rt.services.get(name)
+        kpi_ports: tuple[tuple[str, Port[Any]], ...] = (("alerts", Ports.alerts), ("cases", Ports.cases), ("modes", Ports.modes),
+                           ("ledger", Ports.ledger), ("federation", Ports.federation),
+                           ("indicators", Ports.indicators))
+        for name, port in kpi_ports:
+            service = rt.ports.find(port)
             kpis = getattr(service, "kpis", None)
             if kpis is not None:
                 body[name] = await kpis(within)
-        if "alerts" in rt.services and "alerts" not in body:
+        if rt.ports.has(Ports.alerts) and "alerts" not in body:
             body["alerts"] = await open_alerts(rt, within)
         return Response(orjson.dumps(body), media_type="application/json")
 
@@ -341,7 +345,7 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
                     per_state: int = Query(15, ge=0, le=500)) -> Response:
         """Return the case board: each lifecycle state with its count, overdue count and cases (overdue first)."""
         within = _known_place(confine(request, within))
-        if "cases" not in rt.services:
+        if not rt.ports.has(Ports.cases):
             return Response(orjson.dumps({"total": 0, "open": 0, "overdue": 0, "states": []}),
                             media_type="application/json")
         return Response(orjson.dumps(await case_board(rt, within, per_state)), media_type="application/json")
@@ -350,7 +354,7 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
     async def map_cases(request: Request, within: str | None = None) -> Response:
         """Return open cases as GeoJSON points (reported location, else a point inside their place)."""
         within = _known_place(confine(request, within))
-        body = await case_points(rt, within) if "cases" in rt.services else {"type": "FeatureCollection", "features": []}
+        body = await case_points(rt, within) if rt.ports.has(Ports.cases) else {"type": "FeatureCollection", "features": []}
         return Response(orjson.dumps(body), media_type="application/geo+json")
 
     @app.get("/api/v1/map/resources", tags=["dashboard"])
@@ -378,7 +382,7 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
         return Response(orjson.dumps(await federation_view(rt, within)), media_type="application/json")
 
     def _known_place(place: str | None) -> str | None:
-        if place is not None and place not in rt.services["places"]:
+        if place is not None and place not in rt.ports.places:
             raise NotFound(f"unknown place {place}", field="within")
         return place
 

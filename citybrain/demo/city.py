@@ -71,7 +71,7 @@ async def load_demo_city(rt: CityBrain, size: str = "small") -> DemoCity:
     """Build the demo city in the runtime's store (skipping entities that already exist) and describe it."""
     started = time.perf_counter()
     layout = build_layout(size)
-    existing = rt.services["directory"].types
+    existing = rt.ports.directory.types
     ctx = rt.context(actor="system:demo")
     created = 0
     counts: Counter[str] = Counter()

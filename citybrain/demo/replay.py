@@ -109,7 +109,7 @@ class Replay:
             self._pos += 1
             if not self.loop and self._pos >= len(hours):
                 self.loops += 1
-        ingest = self.rt.services["ingest"]
+        ingest = self.rt.ports.ingest
         ctx = self.rt.context(actor="system:demo")
         reports: list[IngestReport] = list(await asyncio.gather(*(ingest.submit(items, ctx, SOURCE)
                                                                   for _, items in picked)))
@@ -124,7 +124,7 @@ class Replay:
         return reports
 
     def _check_sensors(self, items: list[dict[str, Any]]) -> None:
-        known = self.rt.services["directory"].types
+        known = self.rt.ports.directory.types
         if not any(item["entity"] in known for item in items):
             raise RuntimeError("the demo sensors do not exist: call load_demo_city(rt) before replaying")
 

@@ -13,13 +13,13 @@ router = APIRouter(tags=["dispatch"])
 @router.get("/api/v1/resources")
 async def resources(request: Request) -> Response:
     """List resources with their capability, capacity, location and free units."""
-    return json([r.public() for r in await rt_of(request).services["dispatch"].resources()])
+    return json([r.public() for r in await rt_of(request).ports.dispatch.resources()])
 
 
 @router.get("/api/v1/dispatch/incidents")
 async def incidents(request: Request, state: str | None = None) -> Response:
     """List incidents (optionally of one state: open, assigned, closed)."""
-    return json(await rt_of(request).services["dispatch"].incidents(state))
+    return json(await rt_of(request).ports.dispatch.incidents(state))
 
 
 @router.post("/api/v1/dispatch/incidents")

@@ -51,7 +51,7 @@ def import_csv(
 
     async def go(rt: Any) -> int:
         ctx = rt.context("admin:cli")
-        places = rt.services["places"]
+        places = rt.ports.places
         for p in payloads:
             lon, lat = p["location"]["coordinates"]
             p["place"] = places.locate(lon, lat)
@@ -68,7 +68,7 @@ def list_resources(store: str = typer.Option(None, help=STORE_HELP),
     """List resources with type, capability, capacity, location and availability."""
 
     async def go(rt: Any) -> list[dict[str, Any]]:
-        return [r.public() for r in await rt.services["dispatch"].resources()]
+        return [r.public() for r in await rt.ports.dispatch.resources()]
 
     rows = [r for r in _run(store, go) if capability is None or capability in r["capability"]]
     table = Table("id", "type", "capability", "capacity", "lon, lat", "status", "units free")

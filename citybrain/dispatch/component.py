@@ -19,6 +19,7 @@ from citybrain.dispatch.resources import Resource, resource_of
 from citybrain.dispatch.roads import RoadGraph, graph_of_places
 from citybrain.dispatch.solver import solve
 from citybrain.errors import Conflict, NotFound, ValidationError
+from citybrain.ports import Ports
 from citybrain.store import EntityQuery, PutDoc, SetAttrs
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class Dispatcher:
 
     async def graph(self) -> RoadGraph:
         """Return the road graph of the city (rebuilt when the places changed)."""
-        places = self.rt.services["places"]
+        places = self.rt.ports.places
         cells = len(places.of_type("Grid"))
         if self._graph is None or cells != self._graph_cells:
             roads = await self.rt.store.query_entities(EntityQuery(types=["Road"], limit=100_000))
@@ -93,7 +94,7 @@ class Dispatcher:
         """Return a representative point of a place."""
         from shapely.geometry import shape
 
-        p = self.rt.services["places"].get(place)
+        p = self.rt.ports.places.get(place)
         if p is None or not p.location:
             raise NotFound(f"place: unknown place {place} (or it has no geometry)", field="place")
         pt = shape(p.location).representative_point()
@@ -101,7 +102,7 @@ class Dispatcher:
 
 
 async def _open(rt: CityBrain, cmd: IncidentOpen, ctx: Context) -> Outcome:
-    desk: Dispatcher = rt.services["dispatch"]
+    desk = rt.ports.own(Ports.dispatch, Dispatcher)
     if not cmd.needs:
         raise ValidationError("needs: list at least one {capability, units}", field="needs")
     for i, n in enumerate(cmd.needs):
@@ -109,7 +110,7 @@ async def _open(rt: CityBrain, cmd: IncidentOpen, ctx: Context) -> Outcome:
             raise ValidationError(f"needs[{i}].units: must be at least 1", field=f"needs[{i}].units")
     if cmd.lon is not None and cmd.lat is not None:
         lon, lat = cmd.lon, cmd.lat
-        place = cmd.place or rt.services["places"].locate(lon, lat)
+        place = cmd.place or rt.ports.places.locate(lon, lat)
     elif cmd.place:
         lon, lat = desk.point_of(cmd.place)
         place = cmd.place
@@ -122,7 +123,7 @@ async def _open(rt: CityBrain, cmd: IncidentOpen, ctx: Context) -> Outcome:
 
 
 async def _run(rt: CityBrain, cmd: DispatchRun, ctx: Context) -> Outcome:
-    desk: Dispatcher = rt.services["dispatch"]
+    desk = rt.ports.own(Ports.dispatch, Dispatcher)
     wanted = set(cmd.incidents) if cmd.incidents is not None else None
     incidents = [d for d in await desk.incidents("open") if wanted is None or d["id"] in wanted]
     resources = [r for r in await desk.resources() if r.units > 0]
@@ -192,7 +193,7 @@ async def _release(rt: CityBrain, cmd: Release, ctx: Context) -> Outcome:
 
 async def setup(rt: CityBrain) -> None:
     """Register the dispatch commands."""
-    rt.services["dispatch"] = Dispatcher(rt)
+    rt.ports.dispatch = Dispatcher(rt)
     rt.commands.register("incident.open", IncidentOpen, _open, "open an incident that needs resources")
     rt.commands.register("dispatch.run", DispatchRun, _run, "assign resources to open incidents (least travel time)")
     rt.commands.register("dispatch.release", Release, _release, "close an incident and free its resources")

@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="road-graph dispatch of resources to incidents (exact assignment)",
     order=140,
     setup="citybrain.dispatch:setup",
+    provides=("dispatch",),
     http="citybrain.dispatch.api:mount",
     http_order=120,
     cli=(

@@ -125,10 +125,11 @@ async def run_drill(plan_name: str, out_dir: str | Path | None = None, size: str
                     await handlers.act()
                     await settle(rt)
             tail = 0.0
-            desk = rt.services["plans"]
-            board = rt.services["modes"]
-            while tail < tail_hours * 3600 and (desk.run_of(plan.id) is not None
-                                                or board.mode_of(board.city())["mode"] == "recovery"):
+            desk = rt.ports.plans
+            board = rt.ports.modes
+            city = board.city()
+            while tail < tail_hours * 3600 and (desk.run_of(plan.id) is not None or (
+                    city is not None and board.mode_of(city)["mode"] == "recovery")):
                 clock.advance(STEP)
                 tail += STEP
                 await settle(rt)

@@ -70,7 +70,7 @@ class Handlers:
         return n
 
     async def _reports(self, now: float) -> int:
-        desk = self.rt.services["plans"]
+        desk = self.rt.ports.plans
         sent = 0
         for run in list(desk.runs.values()):
             plan = desk.plans.get(run["plan"])
@@ -79,7 +79,7 @@ class Handlers:
             last = self.last_report.get(run["id"], parse_time(run["confirmed_at"]).timestamp())
             if now - last < plan.reporting:
                 continue
-            places = self.rt.services["places"]
+            places = self.rt.ports.places
             coms = [c.id for c in places.of_type("Community") if places.within(c.id, run["area"])]
             rng = random.Random(f"{self.seed}:{run['id']}:{int(now)}")
             reports = [{"community": c, "status": "incident" if rng.random() < 0.05 else "ok"} for c in coms]

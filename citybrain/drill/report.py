@@ -72,13 +72,13 @@ async def build_report(rt: CityBrain, plan: Plan, start: str, end: str, replay: 
                      "ack_minutes": _minutes(t["issued_at"], t["acknowledged_at"]),
                      "done_minutes": _minutes(t["issued_at"], t["done_at"]),
                      "on_time": bool(t["done_at"] and t["done_at"] <= t["deadline"])})
-    incidents = await rt.services["dispatch"].incidents()
+    incidents = await rt.ports.dispatch.incidents()
     used = [{**a, "place": i["place"]} for i in incidents for a in i["assignments"]]
     counts: dict[str, int] = {}
     for e in events:
         counts[e.type] = counts.get(e.type, 0) + 1
     runs = [d.data for d in await rt.store.list_docs("plan_runs", limit=1000)]
-    city = rt.services["modes"].city()
+    city = rt.ports.modes.city()
     return {
         "plan": plan.id, "name": plan.name, "size": size, "scenario": {"start": start, "end": end, **plan.scenario},
         "sandbox": "temporary SQLite store, in-process bus, FakeClock", "wall_seconds": round(seconds, 2),
@@ -86,7 +86,7 @@ async def build_report(rt: CityBrain, plan: Plan, start: str, end: str, replay: 
         "runs": [{k: r[k] for k in ("id", "state", "level", "proposed_at", "confirmed_at", "confirmed_by",
                                     "ended_at", "closed_at", "end_reason")} | {"proposals": r["proposals"]}
                  for r in runs],
-        "final_mode": rt.services["modes"].mode_of(city) if city else None,
+        "final_mode": rt.ports.modes.mode_of(city) if city else None,
         "timeline": timeline,
         "tasks": {"issued": len(rows), "departments": sorted({t["department"] for t in tasks if t["department"]}),
                   "communities": len({t["assignee"] for t in tasks if t["kind"] == "community"}),

@@ -13,6 +13,7 @@ from citybrain.federation.inbox import INBOX
 from citybrain.federation.reports import REPORTS, config_of
 from citybrain.federation.scope import AreaScope
 from citybrain.federation.service import Federation
+from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 
 router = APIRouter(prefix="/api/v1", tags=["federation"])
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/v1", tags=["federation"])
 
 def fed_of(request: Request) -> Federation:
     """Return the federation service of the node serving this request."""
-    fed: Federation = rt_of(request).services["federation"]
+    fed = rt_of(request).ports.own(Ports.federation, Federation)
     return fed
 
 

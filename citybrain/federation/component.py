@@ -1,6 +1,6 @@
 """City brain and community mini-brains: federation over NATS JetStream that survives a broken link.
 
-``rt.services["federation"]`` sends typed messages up (community → city) and down (city → communities)
+``rt.ports.federation`` sends typed messages up (community → city) and down (city → communities)
 through a durable outbox, applies received ones exactly once and in order per sender, and lists nodes
 with their link state and backlog. See docs/federation.md.
 """
@@ -36,7 +36,7 @@ async def _guard_when_started(rt: CityBrain) -> None:
 async def setup(rt: CityBrain) -> None:
     """Create the federation service, register its commands and handlers, and start its loops."""
     fed = Federation(rt)
-    rt.services["federation"] = fed
+    rt.ports.federation = fed
     setup_directives(rt, fed)
     setup_reports(rt, fed)
     if fed.role == "community":

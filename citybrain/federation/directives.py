@@ -16,6 +16,7 @@ from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
 from citybrain.errors import NotFound, ValidationError
 from citybrain.federation.messages import FedMessage
+from citybrain.ports import Ports
 from citybrain.store.base import Op, PutDoc
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ class Receipt(msgspec.Struct, kw_only=True):
 
 def fed_of(rt: CityBrain) -> Federation:
     """Return the node's federation service."""
-    fed: Federation = rt.services["federation"]
-    return fed
+    from citybrain.federation.service import Federation  # the service imports this module
+
+    return rt.ports.own(Ports.federation, Federation)
 
 
 async def issue(rt: CityBrain, cmd: Issue, ctx: Context) -> Outcome:

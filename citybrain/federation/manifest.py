@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="city ↔ community messages over JetStream: durable outbox, ordered idempotent apply, receipts",
     order=120,
     setup="citybrain.federation:setup",
+    provides=("federation",),
     http="citybrain.federation.api:mount",
     http_order=90,
     cli=(

@@ -16,6 +16,7 @@ import msgspec
 from citybrain.commands import Outcome
 from citybrain.context import Context
 from citybrain.federation.messages import FedMessage
+from citybrain.ports import Ports
 from citybrain.store import EntityQuery
 from citybrain.store.base import Op, PutDoc
 
@@ -41,7 +42,7 @@ class Submit(msgspec.Struct, kw_only=True):
 
 async def indicators(rt: CityBrain, area: str) -> dict[str, Any]:
     """Return aggregated indicators of an area: entities by type inside it."""
-    places = rt.services.get("places")
+    places = rt.ports.find(Ports.places)
     cells = [area, *places.descendants(area)] if places is not None and area in places else [area]
     found = await rt.store.query_entities(EntityQuery(places=cells, limit=100000))
     by_type: dict[str, int] = {}
@@ -52,7 +53,9 @@ async def indicators(rt: CityBrain, area: str) -> dict[str, Any]:
 
 async def submit(rt: CityBrain, cmd: Submit, ctx: Context) -> Outcome:
     """Community: keep a report and queue it up (one transaction)."""
-    fed: Federation = rt.services["federation"]
+    from citybrain.federation.service import Federation  # the service imports this module
+
+    fed = rt.ports.own(Ports.federation, Federation)
     payload = {"text": cmd.text, "type": cmd.type, "data": cmd.data, "area": rt.settings.area, "at": rt.now()}
     op = fed.up_op("report", payload, ctx)
     msg_id = str(op.data["msg"]["id"])

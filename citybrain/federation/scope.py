@@ -19,6 +19,7 @@ from citybrain.commands import Outcome
 from citybrain.context import Context
 from citybrain.errors import CityBrainError, Forbidden
 from citybrain.model.types import PLACE_LEVELS
+from citybrain.ports import Ports
 from citybrain.store.base import DeleteAttrs, DeleteEntity, Op, SetAttrs, UpsertEntity, WriteObservations
 
 _URN = re.compile(r"urn:ngsi-ld:[A-Za-z0-9_.-]+:[^\s\"'<>,]+")
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 def inside(rt: CityBrain, place: str | None, *, as_place: bool = False) -> bool:
     """Tell whether a place lies in the node's area (places: or is one of the area's ancestors)."""
     area = rt.settings.area
-    index = rt.services.get("places")
+    index = rt.ports.find(Ports.places)
     if place is None or not area:
         return True  # unlocated things belong to no other community
     if place == area:
@@ -44,7 +45,7 @@ def inside(rt: CityBrain, place: str | None, *, as_place: bool = False) -> bool:
 
 async def place_of(rt: CityBrain, entity_id: str) -> tuple[bool, str | None]:
     """Return (exists, place) of an entity: from the directory, else from the store."""
-    directory = rt.services.get("directory")
+    directory = rt.ports.find(Ports.directory)
     if directory is None or entity_id not in directory.types:
         return False, None
     place: str | None = directory.places.get(entity_id)
@@ -131,9 +132,9 @@ class AreaScope:
             messages.append(message)
             more = message["type"] == "http.request" and bool(message.get("more_body"))
         body = b"".join(m.get("body", b"") for m in messages)
-        places = self.rt.services.get("places") or {}
+        places = self.rt.ports.find(Ports.places)
         for urn in sorted(set(_URN.findall(body.decode("utf-8", "replace")))):
-            if urn in places:
+            if places is not None and urn in places:
                 outside = not inside(self.rt, urn, as_place=True)
             else:
                 exists, place = await place_of(self.rt, urn)
@@ -184,14 +185,14 @@ class AreaScope:
         items = doc.get("features") if isinstance(doc, dict) else doc  # a list, or GeoJSON features
         if not isinstance(items, list):
             return body
-        places = self.rt.services.get("places") or {}
+        places = self.rt.ports.find(Ports.places)
         kept: list[Any] = []
         for item in items:
             keep = True
             if isinstance(item, dict) and isinstance(item.get("place"), str):
                 keep = inside(self.rt, item["place"], as_place=True)
             elif isinstance(item, dict) and isinstance(item.get("id"), str):
-                if item["id"] in places:
+                if places is not None and item["id"] in places:
                     keep = inside(self.rt, item["id"], as_place=True)
                 else:
                     exists, place = await place_of(self.rt, item["id"])

@@ -23,6 +23,7 @@ from citybrain.federation.messages import (
     up_subject,
 )
 from citybrain.federation.outbox import Outbox
+from citybrain.ports import Ports
 from citybrain.store.base import PutDoc
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class Federation:
         elif target in self.known:
             found = [target]
         else:
-            places = self.rt.services.get("places")
+            places = self.rt.ports.find(Ports.places)
             found = sorted(n for n, d in self.known.items() if d.get("area") == target or (
                 places is not None and d.get("area") in places and places.within(d["area"], target)))
             if not found and places is not None and target in places:
@@ -207,7 +208,7 @@ class Federation:
     async def kpis(self, within: str | None = None) -> dict[str, Any]:
         """Return federation indicators for the dashboard: nodes, links up, backlog, directives waiting."""
         nodes = [n for n in await self.nodes() if not n["self"]]
-        places = self.rt.services.get("places")
+        places = self.rt.ports.find(Ports.places)
         if within and places is not None and within in places:
             nodes = [n for n in nodes if n["area"] in places and places.within(n["area"], within)]
         backlog = sum((n["backlog_down"] or 0) + (n["backlog_up"] or 0) for n in nodes)

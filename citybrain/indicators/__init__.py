@@ -1,7 +1,7 @@
 """Indicators of long-term operation: defined in a YAML file, computed from the platform's own records.
 
 Component `setup(rt)` loads the indicator file (settings.extra["indicators"] may name "file" and "weights")
-and registers rt.services["indicators"]: `evaluate(from, to, area)` for reports and the API, and
+and registers rt.ports.indicators: `evaluate(from, to, area)` for reports and the API, and
 `kpis(within)` for the dashboard (the score of the last 7 days).
 """
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from citybrain.clock import iso
 from citybrain.indicators.engine import evaluate
 from citybrain.indicators.spec import IndicatorError, IndicatorSet, load_indicators
+from citybrain.ports import Ports
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -24,7 +25,7 @@ KPI_CACHE_S = 300.0
 
 
 class IndicatorBoard:
-    """rt.services["indicators"]: the loaded indicator set and the evaluations built on it."""
+    """rt.ports.indicators: the loaded indicator set and the evaluations built on it."""
 
     def __init__(self, rt: CityBrain, iset: IndicatorSet) -> None:
         self.rt = rt
@@ -52,11 +53,11 @@ class IndicatorBoard:
 
 def board_of(rt: CityBrain) -> IndicatorBoard:
     """Return the runtime's indicator board (set up on first use when the component is not listed)."""
-    board: IndicatorBoard | None = rt.services.get("indicators")
+    board = rt.ports.find_own(Ports.indicators, IndicatorBoard)
     if board is None:
         conf: dict[str, Any] = dict(rt.settings.extra.get("indicators", {}))
         board = IndicatorBoard(rt, load_indicators(conf.get("file"), conf.get("weights")))
-        rt.services["indicators"] = board
+        rt.ports.indicators = board
     return board
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from citybrain.config import Settings
+from citybrain.ports import Ports
 
 
 async def build_report(rt: Any, start: str, end: str, area: str | None, trend: int = 3) -> tuple[dict[str, Any], str]:
@@ -18,7 +19,7 @@ async def build_report(rt: Any, start: str, end: str, area: str | None, trend: i
     from citybrain.indicators.report import render_html
 
     result = await board_of(rt).evaluate(start, end, area, trend=trend)
-    places = rt.services.get("places")
+    places = rt.ports.find(Ports.places)
     name = None
     if places is not None and result.get("area") in places:
         p = places.get(result["area"])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from citybrain.indicators.functions import FUNCTIONS
 from citybrain.indicators.records import NoData, Records, Scope, period, previous, scope_of
 from citybrain.indicators.spec import DIMENSIONS, Indicator, IndicatorSet
+from citybrain.ports import Ports
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -135,7 +136,7 @@ async def evaluate(rt: CityBrain, iset: IndicatorSet, start: str, end: str, area
         row["trend"] = [next(r["value"] for r in h["indicators"] if r["id"] == row["id"]) for h in history] + [
             row["value"]]
     areas = []
-    places = rt.services.get("places")
+    places = rt.ports.find(Ports.places)
     if compare and places is not None and scope.area is not None:
         for child in sorted(places.children.get(scope.area, [])):
             if places.places[child].type == "Grid":

@@ -13,6 +13,7 @@ from typing import Any
 
 from citybrain.clock import parse_time
 from citybrain.indicators.records import NoData, Records, Scope
+from citybrain.ports import Ports
 
 Impl = Callable[..., Awaitable[float]]
 AFTER = frozenset({"dispatched", "handling", "feedback", "verified", "closed", "evaluated"})
@@ -205,7 +206,7 @@ async def observations(rec: Records, scope: Scope) -> float:
 
 
 def _desk(rec: Records) -> Any:
-    desk = rec.rt.services.get("cases")
+    desk = rec.rt.ports.find(Ports.cases)
     if desk is None:
         raise NoData("the cases component is not running")
     return desk
@@ -243,7 +244,7 @@ async def datasets(rec: Records, scope: Scope) -> float:
 @fn()
 async def scenarios(rec: Records, scope: Scope) -> float:
     """Distinct alert categories (scenarios) the rules in force can raise (city-wide)."""
-    judge = rec.rt.services.get("rules")
+    judge = rec.rt.ports.find(Ports.rules)
     if judge is None:
         raise NoData("the rules component is not running")
     return float(len({r.category for r in judge.engine.rules}))
@@ -252,7 +253,7 @@ async def scenarios(rec: Records, scope: Scope) -> float:
 @fn()
 async def plans(rec: Records, scope: Scope) -> float:
     """Emergency plans (预案) loaded by the plans component (city-wide)."""
-    desk = rec.rt.services.get("plans")
+    desk = rec.rt.ports.find(Ports.plans)
     if desk is None:
         raise NoData("the plans component is not running")
     return float(len(desk.plans))

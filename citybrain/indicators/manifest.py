@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="indicator engine over the platform's own records; HTML/PDF reports",
     order=160,
     setup="citybrain.indicators:setup",
+    provides=("indicators",),
     http="citybrain.indicators.api:mount",
     http_order=130,
     cli=(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from citybrain.clock import iso, parse_time
 from citybrain.events import Event
 from citybrain.model.types import OBSERVATION_TYPES
+from citybrain.ports import Ports
 from citybrain.store import EntityQuery
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class Records:
     @property
     def places(self) -> PlaceIndex | None:
         """The place index (None without the model component)."""
-        places: PlaceIndex | None = self.rt.services.get("places")
+        places: PlaceIndex | None = self.rt.ports.find(Ports.places)
         return places
 
     async def load(self) -> None:
@@ -166,7 +167,7 @@ class Records:
 
 def scope_of(rt: CityBrain, start: str, end: str, area: str | None) -> Scope:
     """Build the scope of a period and area (default: the city); NotFound for an unknown place."""
-    places: PlaceIndex | None = rt.services.get("places")
+    places: PlaceIndex | None = rt.ports.find(Ports.places)
     if places is None or not places.places:
         return Scope(start, end, area, None, True)
     if area is None:

@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from citybrain.ingest.observations import Ingest
+from citybrain.ports import Ports
+
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
 
@@ -21,11 +24,11 @@ async def replay(rt: CityBrain, limit: int = 10000) -> dict[str, Any]:
         except orjson.JSONDecodeError:
             still += 1
             continue
-        rows, rejected, _ = rt.services["ingest"].parse([item])
+        rows, rejected, _ = rt.ports.own(Ports.ingest, Ingest).parse([item])
         if rejected:
             still += 1
             continue
-        report = await rt.services["ingest"].submit([item], rt.context("deadletter-replay"), "replay")
+        report = await rt.ports.ingest.submit([item], rt.context("deadletter-replay"), "replay")
         if report.stored:
             ok.append(letter.seq)
     if ok:

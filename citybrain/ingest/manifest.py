@@ -8,6 +8,7 @@ MANIFEST = Component(
     order=20,
     setup="citybrain.ingest.observations:setup",
     needs=("model",),
+    provides=("ingest",),
     reads="HTTP, MQTT, replay, federation",
     writes="`cb.obs`",
 )

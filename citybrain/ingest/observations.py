@@ -121,7 +121,7 @@ class Ingest:
 
     def __init__(self, rt: CityBrain) -> None:
         self.rt = rt
-        self.directory: Directory = rt.services["directory"]
+        self.directory: Directory = rt.ports.directory
         self.stored_by_type: Counter[str] = Counter()
         self.rejected = 0
         self.batches = 0
@@ -212,7 +212,7 @@ class Ingest:
         cell = self.directory.places.get(entity_id) or ""
         got = self._partitions.get(cell)
         if got is None:
-            places = self.rt.services["places"]
+            places = self.rt.ports.places
             community = next((p for p in [cell, *places.ancestors(cell)]
                               if (node := places.get(p)) is not None and node.type == "Community"), None) if cell else None
             got = self.rt.cluster.partition_of(community)
@@ -238,12 +238,12 @@ class Ingest:
 
 
 async def _ingest_command(rt: CityBrain, cmd: ObservationBatch, ctx: Context) -> Outcome:
-    report = await rt.services["ingest"].submit(cmd.items, ctx, cmd.source)
+    report = await rt.ports.ingest.submit(cmd.items, ctx, cmd.source)
     # the rows are already committed by submit(); the event is not kept (history holds every value)
     return Outcome(result=report, event={"stored": report.stored, "rejected": len(report.rejected)}, record=False)
 
 
 async def setup(rt: CityBrain) -> None:
     """Create the ingest service and its command."""
-    rt.services["ingest"] = Ingest(rt)
+    rt.ports.ingest = Ingest(rt)
     rt.commands.register("observations.ingest", ObservationBatch, _ingest_command, "store a batch of observations")

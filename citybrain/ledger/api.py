@@ -10,6 +10,7 @@ from citybrain.api.routes import json, rt_of
 from citybrain.errors import NotFound, Unavailable, ValidationError
 from citybrain.ledger.merkle import leaf_hash
 from citybrain.ledger.service import WITNESS_HEADS, LedgerService
+from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
@@ -23,7 +24,7 @@ def b64(h: bytes) -> str:
 
 def ledger_of(request: Request) -> LedgerService:
     """Return the node's ledger service or raise Unavailable."""
-    service: LedgerService | None = rt_of(request).services.get("ledger")
+    service = rt_of(request).ports.find_own(Ports.ledger, LedgerService)
     if service is None:
         raise Unavailable("the ledger is not running on this node")
     return service

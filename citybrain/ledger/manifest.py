@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="RFC 9162 Merkle log over the event history, C2SP signed checkpoints, proofs, verify",
     order=110,
     setup="citybrain.ledger.service:setup",
+    provides=("ledger",),
     http="citybrain.ledger.api:mount",
     http_order=20,
     cli=(

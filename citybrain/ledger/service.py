@@ -247,7 +247,7 @@ async def open_ledger(rt: CityBrain) -> LedgerService:
 async def setup(rt: CityBrain) -> None:
     """Start the ledger and register `ledger.witness`."""
     service = LedgerService(rt, load_signer(rt.settings))
-    rt.services["ledger"] = service
+    rt.ports.ledger = service
     rt.commands.register("ledger.witness", Witness, witness,
                          "verify and keep a community node's signed ledger checkpoint",
                          roles=("admin", "city_operator", "device"))

@@ -119,7 +119,7 @@ def to_entity(rt: CityBrain, data: EntityInput) -> Entity:
     if location is not None:
         check_geometry(location, "location")
         attrs.setdefault("location", {"type": "GeoProperty", "value": location})
-    places: PlaceIndex = rt.services["places"]
+    places: PlaceIndex = rt.ports.places
     place = data.place
     if data.type in PLACE_LEVELS:
         why = places.check_parent(data.type, place)
@@ -137,7 +137,7 @@ def to_entity(rt: CityBrain, data: EntityInput) -> Entity:
 
 async def write_entity(rt: CityBrain, cmd: EntityWrite, ctx: Context) -> Outcome:
     """Create (or upsert/replace) an entity; a create of an existing id fails in the store (AlreadyExists)."""
-    directory: Directory = rt.services["directory"]
+    directory: Directory = rt.ports.directory
     await directory.load_places([cmd.entity.place])
     entity = to_entity(rt, cmd.entity)
     # no check against memory for a create: another process may have created or deleted the id a moment
@@ -147,7 +147,7 @@ async def write_entity(rt: CityBrain, cmd: EntityWrite, ctx: Context) -> Outcome
         directory.ran_here(ctx.id)
         directory.add(entity.id, entity.type, entity.place)
         if entity.type in PLACE_LEVELS:
-            rt.services["places"].add(entity)
+            rt.ports.places.add(entity)
 
     return Outcome(ops=[UpsertEntity(entity, mode=cmd.mode)], result=entity.id,
                    event={"id": entity.id, "type": entity.type, "mode": cmd.mode, "place": entity.place}, after=after)
@@ -155,11 +155,11 @@ async def write_entity(rt: CityBrain, cmd: EntityWrite, ctx: Context) -> Outcome
 
 async def update_attrs(rt: CityBrain, cmd: AttrsWrite, ctx: Context) -> Outcome:
     """Merge attributes into an existing entity."""
-    directory: Directory = rt.services["directory"]
+    directory: Directory = rt.ports.directory
     if await directory.type_of(cmd.id) is None:
         raise NotFound(f"entity {cmd.id} not found", field="id")
     attrs = check_patches(cmd.attrs) if cmd.merge else check_attrs(cmd.attrs)
-    places: PlaceIndex = rt.services["places"]
+    places: PlaceIndex = rt.ports.places
 
     async def after() -> None:
         if cmd.id in places:  # a place's polygon or name changed: this process reloads it now, others on the event
@@ -172,10 +172,10 @@ async def update_attrs(rt: CityBrain, cmd: AttrsWrite, ctx: Context) -> Outcome:
 
 async def delete_entity(rt: CityBrain, cmd: EntityRef, ctx: Context) -> Outcome:
     """Delete an entity (its history stays)."""
-    directory: Directory = rt.services["directory"]
+    directory: Directory = rt.ports.directory
     if await directory.type_of(cmd.id) is None:
         raise NotFound(f"entity {cmd.id} not found", field="id")
-    places: PlaceIndex = rt.services["places"]
+    places: PlaceIndex = rt.ports.places
     if places.children.get(cmd.id):
         raise ValidationError(f"id: place {cmd.id} still has places inside it", field="id")
 
@@ -192,8 +192,8 @@ async def setup(rt: CityBrain) -> None:
     and register the model commands."""
     places = PlaceIndex()
     directory = Directory(rt.store, places)
-    rt.services["places"] = places
-    rt.services["directory"] = directory
+    rt.ports.places = places
+    rt.ports.directory = directory
     # subscribe before loading: an entity created or deleted by another process while we load is not missed
     # (no durable/queue name: every process gets every event)
     await rt.bus.subscribe(ENTITY_EVENTS, directory.on_event)

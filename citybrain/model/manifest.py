@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="entity commands, place index, entity directory",
     order=10,
     setup="citybrain.model.commands:setup",
+    provides=("places", "directory"),
     reads="store",
     writes="`command.entity.*`",
 )

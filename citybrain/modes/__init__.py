@@ -17,6 +17,7 @@ from citybrain.bus import Message
 from citybrain.commands import Outcome
 from citybrain.context import Context
 from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound, ValidationError
+from citybrain.ports import Ports
 from citybrain.store import PutDoc
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ class ModeBoard:
 
     def mode_of(self, place: str) -> dict[str, Any]:
         """Return the effective mode of a place: the most severe of its own and its ancestors' declared modes."""
-        places = self.rt.services.get("places")
+        places = self.rt.ports.find(Ports.places)
         chain = [place, *(places.ancestors(place) if places is not None else [])]
         best = self.declared(place)
         for area in chain[1:]:
@@ -136,7 +137,7 @@ class ModeBoard:
 
     def city(self) -> str | None:
         """Return the city place of this node, if there is one."""
-        places = self.rt.services.get("places")
+        places = self.rt.ports.find(Ports.places)
         cities = places.of_type("City") if places is not None else []
         return cities[0].id if cities else None
 
@@ -163,7 +164,7 @@ class ModeBoard:
         return Outcome(ops=ops, result=event, event=event, after=after)
 
     def _broadcast(self, area: str, payload: dict[str, Any], ctx: Context, ops: list[Any]) -> int:
-        fed = self.rt.services.get("federation")
+        fed = self.rt.ports.find(Ports.federation)
         if fed is None or getattr(fed, "role", "city") != "city":
             return 0
         try:
@@ -176,9 +177,9 @@ class ModeBoard:
 
 async def _declare(rt: CityBrain, cmd: Declare, ctx: Context) -> Outcome:
     require_role(ctx, "mode.declare")
-    board: ModeBoard = rt.services["modes"]
+    board = rt.ports.own(Ports.modes, ModeBoard)
     await board.refresh(cmd.area)  # decide on the stored state, not on what this process last heard
-    places = rt.services.get("places")
+    places = rt.ports.find(Ports.places)
     if places is not None and cmd.area not in places:
         raise NotFound(f"area: unknown place {cmd.area}", field="area")
     if cmd.mode not in MODES:
@@ -201,7 +202,7 @@ async def _declare(rt: CityBrain, cmd: Declare, ctx: Context) -> Outcome:
 
 async def _revert(rt: CityBrain, cmd: Revert, ctx: Context) -> Outcome:
     require_role(ctx, "mode.revert")
-    board: ModeBoard = rt.services["modes"]
+    board = rt.ports.own(Ports.modes, ModeBoard)
     await board.refresh(cmd.area)
     old = board.declared(cmd.area)
     if not old.get("previous"):
@@ -218,6 +219,6 @@ async def setup(rt: CityBrain) -> None:
     board = ModeBoard(rt)
     await rt.bus.subscribe("cb.event.mode.changed", board.on_changed)  # before load: nothing missed between
     await board.load()
-    rt.services["modes"] = board
+    rt.ports.modes = board
     rt.commands.register("mode.declare", Declare, _declare, "declare an area's operating mode (and level)", ROLES)
     rt.commands.register("mode.revert", Revert, _revert, "undo an area's last mode change", ROLES)

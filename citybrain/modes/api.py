@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from citybrain.api.routes import actor_of, json, read_json, rt_of
+from citybrain.modes import ModeBoard
+from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 
 router = APIRouter(prefix="/api/v1/modes", tags=["modes"])
@@ -13,7 +15,7 @@ router = APIRouter(prefix="/api/v1/modes", tags=["modes"])
 @router.get("")
 async def list_modes(request: Request) -> Response:
     """List the city's effective mode and every area with a declared mode, most severe first."""
-    board = rt_of(request).services["modes"]
+    board = rt_of(request).ports.own(Ports.modes, ModeBoard)
     return json({"city": await board.kpis(), "areas": board.listing()})
 
 
@@ -21,7 +23,7 @@ async def list_modes(request: Request) -> Response:
 async def mode_of(request: Request, place: str) -> Response:
     """Return a place's effective mode (inherited from the areas it lies in)."""
     rt = rt_of(request)
-    return json(rt.services["modes"].mode_of(place))
+    return json(rt.ports.modes.mode_of(place))
 
 
 @router.post("")

@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="operating mode per area: normal → watch → emergency IV–I → recovery",
     order=130,
     setup="citybrain.modes:setup",
+    provides=("modes",),
     http="citybrain.modes.api:mount",
     http_order=100,
     reads="commands (plans, operators)",

@@ -14,10 +14,10 @@ async def setup(rt: CityBrain) -> None:
 
     registry = DeviceRegistry(rt)
     await registry.load()
-    rt.services["devices"] = registry
+    rt.ports.devices = registry
     if rt.settings.mqtt:
         from citybrain.mqtt.client import DeviceIngest
 
         ingest = DeviceIngest(rt, rt.settings.mqtt, registry)
-        rt.services["mqtt"] = ingest
+        rt.ports.mqtt = ingest
         await ingest.start()

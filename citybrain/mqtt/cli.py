@@ -14,6 +14,7 @@ import typer
 from citybrain.config import Settings
 from citybrain.errors import CityBrainError
 from citybrain.mqtt.devices import Device, DeviceRegistry, Mapping
+from citybrain.ports import Ports
 
 devices_app = typer.Typer(help="Provision MQTT devices (FIWARE IoT Agent JSON topics).", no_args_is_help=True)
 T = TypeVar("T")
@@ -29,7 +30,7 @@ def _run(store: str | None, work: Callable[[DeviceRegistry], Awaitable[T]]) -> T
         settings.mqtt = ""  # provisioning never connects to the broker
         # only what provisioning needs: no pipeline, ledger or sweeps of its own on the node's store
         async with CityBrain(settings, components=PROVISIONING) as rt:
-            return await work(rt.services["devices"])
+            return await work(rt.ports.own(Ports.devices, DeviceRegistry))
 
     try:
         return asyncio.run(main())

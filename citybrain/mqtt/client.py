@@ -381,7 +381,7 @@ class DeviceIngest:
             self.rejected += len(letters)
             await self.rt.store.apply(letters)
         if items:
-            report = await self.rt.services["ingest"].submit(items, self.rt.context("mqtt"), "mqtt")
+            report = await self.rt.ports.ingest.submit(items, self.rt.context("mqtt"), "mqtt")
             self.stored += report.stored
 
     def _convert(self, msgs: list[Publish], now: str, items: list[dict[str, Any]], letters: list[AddDeadLetter],

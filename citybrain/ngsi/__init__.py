@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from citybrain.ports import Ports
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
@@ -18,10 +20,10 @@ async def setup(rt: CityBrain) -> None:
     from citybrain.ngsi.tenants import Tenants
 
     commands.register(rt)
-    if "ngsi_tenant_name" not in rt.services:
-        rt.services["ngsi_tenants"] = Tenants(rt)
+    if not rt.ports.has(Ports.tenant):  # a tenant runtime serves no tenants of its own
+        rt.ports.ngsi_tenants = Tenants(rt)
     notifier = Notifier(rt)
-    rt.services["ngsi_notifier"] = notifier
+    rt.ports.ngsi_notifier = notifier
     await notifier.start()
     await follow(rt, notifier)  # the live set of subscriptions, kept current from every process's commands
 

@@ -72,7 +72,7 @@ async def batch_upsert(request: Request) -> Response:
     rt = await tenant_runtime(request, create=True)
     good, errors, _ = await _entities(request, rt)
     mode = "upsert" if "update" in options_of(request) else "replace"
-    known = rt.services["directory"].types
+    known = rt.ports.directory.types
     new = [e["id"] for e in good if e["id"] not in known]
     result = await execute(rt, request, "entity.write_many", {"entities": good, "mode": mode}) if good else None
     success = result.success if result else []

@@ -69,12 +69,12 @@ class ManyResult(msgspec.Struct, kw_only=True):
 
 async def delete_attrs(rt: CityBrain, cmd: AttrsDelete, ctx: Context) -> Outcome:
     """Delete attributes of an existing entity."""
-    directory: Directory = rt.services["directory"]
+    directory: Directory = rt.ports.directory
     if await directory.type_of(cmd.id) is None:
         raise NotFound(f"entity {cmd.id} not found", field="id")
 
     async def after() -> None:
-        if cmd.id in rt.services["places"]:  # a place lost an attribute (its polygon?): reload it here now
+        if cmd.id in rt.ports.places:  # a place lost an attribute (its polygon?): reload it here now
             directory.ran_here(ctx.id)
             await directory.refresh_places([cmd.id])
 
@@ -86,7 +86,7 @@ async def write_many(rt: CityBrain, cmd: EntitiesWrite, ctx: Context) -> Outcome
     """Validate each entity; write the valid ones in one batch and report the rest."""
     if cmd.mode not in ("create", "upsert", "replace", "update"):
         raise ValidationError(f"mode: {cmd.mode!r} is not create, upsert, replace or update", field="mode")
-    directory: Directory = rt.services["directory"]
+    directory: Directory = rt.ports.directory
     if cmd.mode in ("create", "update"):
         # which ids exist decides each entity's outcome: ask the store (one read), as another process may have
         # created or deleted any of them a moment ago
@@ -130,7 +130,7 @@ async def write_many(rt: CityBrain, cmd: EntitiesWrite, ctx: Context) -> Outcome
         for eid, etype, place in written:
             directory.add(eid, etype, place)
         for entity in placed:
-            rt.services["places"].add(entity)
+            rt.ports.places.add(entity)
 
     return Outcome(ops=ops, result=result, after=after,
                    event={"ids": result.success, "mode": cmd.mode, "types": sorted({t for _, t, _ in written})})
@@ -138,14 +138,14 @@ async def write_many(rt: CityBrain, cmd: EntitiesWrite, ctx: Context) -> Outcome
 
 async def delete_many(rt: CityBrain, cmd: EntitiesDelete, ctx: Context) -> Outcome:
     """Delete the entities that exist; report the missing ones."""
-    directory: Directory = rt.services["directory"]
+    directory: Directory = rt.ports.directory
     existing = await directory.existing(cmd.ids)
     result = ManyResult()
     ops: list[Op] = []
     for eid in dict.fromkeys(cmd.ids):
         if eid not in existing:
             result.errors.append({"entityId": eid, "kind": "ResourceNotFound", "detail": f"entity {eid} not found"})
-        elif directory.types[eid] in PLACE_LEVELS and rt.services["places"].children.get(eid):
+        elif directory.types[eid] in PLACE_LEVELS and rt.ports.places.children.get(eid):
             result.errors.append({"entityId": eid, "kind": "BadRequestData",
                                   "detail": f"place {eid} still has places inside it"})
         else:
@@ -156,7 +156,7 @@ async def delete_many(rt: CityBrain, cmd: EntitiesDelete, ctx: Context) -> Outco
         directory.ran_here(ctx.id)
         for eid in result.success:
             directory.remove(eid)
-            rt.services["places"].remove(eid)
+            rt.ports.places.remove(eid)
 
     return Outcome(ops=ops, result=result, after=after, event={"ids": result.success, "deleted": True})
 
@@ -186,7 +186,7 @@ async def write_temporal(rt: CityBrain, cmd: TemporalWrite, ctx: Context) -> Out
     """Record every instance in history (idempotent per attribute and observedAt). The current state of an
     attribute becomes its newest instance unless the entity already holds a newer value; a new entity is
     created from the newest instances."""
-    directory: Directory = rt.services["directory"]
+    directory: Directory = rt.ports.directory
     known = await directory.type_of(cmd.id)
     rows, latest = _instances(cmd)
     ops: list[Op] = []
@@ -205,7 +205,7 @@ async def write_temporal(rt: CityBrain, cmd: TemporalWrite, ctx: Context) -> Out
             directory.ran_here(ctx.id)
             directory.add(entity.id, entity.type, entity.place)
             if entity.type in PLACE_LEVELS:
-                rt.services["places"].add(entity)
+                rt.ports.places.add(entity)
     else:
         if cmd.type is not None and cmd.type != known:
             raise ValidationError(f"type: entity {cmd.id} is a {known}, not a {cmd.type}", field="type")
@@ -269,7 +269,7 @@ async def create_subscription(rt: CityBrain, cmd: SubscriptionWrite, ctx: Contex
     doc = {"subscription": sub, "context": cmd.context, "area": cmd.area, "revision": ctx.id}
 
     async def after() -> None:
-        rt.services["ngsi_notifier"].put(watch)
+        rt.ports.ngsi_notifier.put(watch)
 
     # a status left by an earlier subscription of the same id (written late by a process) starts over
     return Outcome(ops=[PutDoc(COLLECTION, sub_id, doc, expect_version=0), DeleteDoc(STATUS, sub_id)],
@@ -292,7 +292,7 @@ async def update_subscription(rt: CityBrain, cmd: SubscriptionChange, ctx: Conte
     doc = {"subscription": sub, "context": context, "area": area, "revision": ctx.id}
 
     async def after() -> None:
-        rt.services["ngsi_notifier"].put(watch)
+        rt.ports.ngsi_notifier.put(watch)
 
     return Outcome(ops=[PutDoc(COLLECTION, cmd.id, doc, expect_version=found.version)], result=cmd.id,
                    after=after, event={"id": cmd.id, "members": sorted(cmd.members)})
@@ -307,7 +307,7 @@ async def delete_subscription(rt: CityBrain, cmd: SubscriptionRef, ctx: Context)
         raise NotFound(f"subscription {cmd.id} not found", field="id")
 
     async def after() -> None:
-        rt.services["ngsi_notifier"].remove(cmd.id)
+        rt.ports.ngsi_notifier.remove(cmd.id)
 
     return Outcome(ops=[DeleteDoc(COLLECTION, cmd.id), DeleteDoc(STATUS, cmd.id)], result=cmd.id, after=after,
                    event={"id": cmd.id})

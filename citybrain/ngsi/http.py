@@ -109,7 +109,7 @@ async def tenant_runtime(request: Request, create: bool = False) -> CityBrain:
         return rt
     if not _TENANT.match(name):
         raise BadRequestData(f"NGSILD-Tenant: {name!r} is not a valid tenant name ([A-Za-z0-9_-], ≤ 64)")
-    found: CityBrain = await rt.services["ngsi_tenants"].ensure(name, create)
+    found: CityBrain = await rt.ports.ngsi_tenants.ensure(name, create)
     return found
 
 

@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="NGSI-LD API view onto the same store; subscriptions; temporal; tenants",
     order=80,
     setup="citybrain.ngsi:setup",
+    provides=("ngsi_tenants", "ngsi_notifier"),
     http="citybrain.ngsi:mount",
     http_order=80,
     reads="store, `cb.obs`, command events",

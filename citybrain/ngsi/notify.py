@@ -43,6 +43,7 @@ from citybrain.ngsi.geo import GeoPredicate
 from citybrain.ngsi.http import JSONLD_REL, context_value
 from citybrain.ngsi.ldcontext import ActiveContext
 from citybrain.ngsi.query import Predicate
+from citybrain.ports import Ports
 from citybrain.store import Doc, PutDoc
 
 if TYPE_CHECKING:
@@ -223,7 +224,7 @@ class Notifier:
         """Queue entity changes (entity id → changed attributes, None = any) for the subscriptions watching them."""
         if not changes or not self.watches:
             return
-        directory: Directory = self.rt.services["directory"]
+        directory: Directory = self.rt.ports.directory
         # this process may not have heard of an entity another process made a moment ago, nor know where an
         # entity loaded at start is: one store read for those of the batch, the rest from memory
         await directory.resolve(changes, places=any(w.area is not None for w in self.watches.values()))
@@ -243,7 +244,7 @@ class Notifier:
                     put(eid)
 
     def _inside(self, place: str | None, area: str) -> bool:
-        places = self.rt.services.get("places")
+        places = self.rt.ports.find(Ports.places)
         return place is not None and places is not None and place in places and places.within(place, area)
 
     async def _worker(self, w: Watch) -> None:

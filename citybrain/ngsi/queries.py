@@ -32,6 +32,7 @@ from citybrain.ngsi.http import (
 )
 from citybrain.ngsi.ldcontext import ActiveContext, default_context, from_storage, to_storage
 from citybrain.ngsi.query import parse_q
+from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 from citybrain.store import EntityQuery
 from citybrain.trust.middleware import confine
@@ -49,7 +50,7 @@ def area(request: Request) -> list[str] | None:
     if place is None:
         return None
     main: CityBrain = request.app.state.rt
-    index = main.services.get("places")
+    index = main.ports.find(Ports.places)
     below = index.descendants(place) if index is not None and place in index else []
     return sorted({place, *below})
 

@@ -29,6 +29,7 @@ from citybrain.ngsi.http import int_param, ngsi_response, request_context, route
 from citybrain.ngsi.ldcontext import ActiveContext, resolve, to_storage
 from citybrain.ngsi.notify import STATUS, Notifier, Watch, merge_status
 from citybrain.ngsi.query import Predicate, parse_q
+from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 from citybrain.store import Doc
 from citybrain.trust.middleware import confine
@@ -140,16 +141,16 @@ def _visible(rt: CityBrain, data: dict[str, Any], area: str | None) -> bool:
     """Tell whether a caller confined to `area` (None: not confined) may see a subscription: one made in it."""
     if area is None:
         return True
-    places = rt.services.get("places")
+    places = rt.ports.find(Ports.places)
     made_in = data.get("area")
-    return bool(made_in) and places is not None and made_in in places and places.within(made_in, area)
+    return isinstance(made_in, str) and places is not None and made_in in places and places.within(made_in, area)
 
 
 async def _render(rt: CityBrain, data: dict[str, Any]) -> dict[str, Any]:
     sub = dict(data["subscription"])
     # the stored status holds what every process sent; this process adds what it has not stored yet
     doc = await rt.store.get_doc(STATUS, sub["id"])
-    watch = rt.services["ngsi_notifier"].watches.get(sub["id"])
+    watch = rt.ports.ngsi_notifier.watches.get(sub["id"])
     status = doc.data if doc else {}
     if watch is not None:
         status = merge_status(status, watch.unstored(doc.version if doc else 0))

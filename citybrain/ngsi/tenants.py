@@ -137,7 +137,7 @@ class Tenants:
                                  max_body_bytes=settings.max_body_bytes, process_id=settings.process_id,
                                  lease_ttl=settings.lease_ttl, jwt_secret=self.rt.node_secret, **bus),
                         clock=self.rt.clock, store=store, components=TENANT_COMPONENTS)
-        sub.services["ngsi_tenant_name"] = name
+        sub.ports.tenant = name
         try:
             await sub.start()
         except BaseException:

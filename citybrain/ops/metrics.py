@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, ge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from citybrain.ports import Ports
+
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
 
@@ -107,7 +109,7 @@ class NodeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Yield every figure of the node."""
         rt, stats = self.rt, self.stats
-        ingest = rt.services.get("ingest")
+        ingest = rt.ports.find(Ports.ingest)
         by_type: dict[str, int] = dict(getattr(ingest, "stored_by_type", {}) or {})
         stored = CounterMetricFamily("citybrain_observations_stored", "Observations committed to state and history.",
                                      labels=["type"])
@@ -175,7 +177,7 @@ class NodeCollector(Collector):
 
     def _features(self) -> Iterator[Metric]:
         rt, stats = self.rt, self.stats
-        mqtt = rt.services.get("mqtt")
+        mqtt = rt.ports.find(Ports.mqtt)
         if mqtt is not None:
             for key, help_ in (("received", "MQTT messages received."), ("stored", "Observations stored from MQTT."),
                                ("rejected", "MQTT messages dead-lettered."),
@@ -184,7 +186,7 @@ class NodeCollector(Collector):
             connected = getattr(mqtt, "connected", None)
             yield from _gauge("citybrain_mqtt_connected", "1 while connected to the broker.",
                               float(connected.is_set()) if connected is not None else None)
-        notifier = rt.services.get("ngsi_notifier")
+        notifier = rt.ports.find(Ports.ngsi_notifier)
         watches = getattr(notifier, "watches", None)
         if watches is not None:
             statuses = [getattr(w, "status", {}) or {} for w in list(watches.values())]
@@ -196,7 +198,7 @@ class NodeCollector(Collector):
                                 sum(int(s.get("timesFailed", 0) or 0) for s in statuses))
             yield from _gauge("citybrain_ngsi_notification_queue", "Entity changes waiting to be notified.",
                               sum(w.queue.qsize() for w in list(watches.values()) if hasattr(w, "queue")))
-        cases = rt.services.get("cases")
+        cases = rt.ports.find(Ports.cases)
         if cases is not None:
             breaches = getattr(cases, "sla_breaches", None)
             yield from _counter("citybrain_case_sla_breaches_total",

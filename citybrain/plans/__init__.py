@@ -28,6 +28,7 @@ from citybrain.plans.effects import Overrides
 from citybrain.plans.loader import PlanFileError, library, load_plan, parse_plan
 from citybrain.plans.spec import Plan
 from citybrain.plans.triggers import Judge, Tracker
+from citybrain.ports import Ports
 from citybrain.situation.stats import epoch
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class PlanDesk:
 
     def area_of(self, plan: Plan) -> str | None:
         """Return the area a plan covers: its own, else the city."""
-        return plan.area or self.rt.services["modes"].city()
+        return plan.area or self.rt.ports.modes.city()
 
     def run_of(self, plan_id: str) -> dict[str, Any] | None:
         """Return the live run of a plan, if any."""
@@ -203,7 +204,7 @@ def plans_from(rt: CityBrain) -> dict[str, Plan]:
     from citybrain.plans.loader import known_departments
 
     names = rt.settings.extra.get("plans") or library()
-    departments = known_departments() | {e.rsplit(":", 1)[-1] for e in rt.services["directory"].types
+    departments = known_departments() | {e.rsplit(":", 1)[-1] for e in rt.ports.directory.types
                                          if e.startswith("urn:ngsi-ld:Organization:")}
     plans = [load_plan(n, departments) for n in names]
     return {p.id: p for p in plans}
@@ -214,9 +215,9 @@ async def setup(rt: CityBrain) -> None:
     desk = PlanDesk(rt, plans_from(rt))
     await rt.bus.subscribe(EVENTS, desk.on_event)  # every process: no durable, no queue
     await desk.load()
-    rt.services["plans"] = desk
+    rt.ports.plans = desk
     c.register(rt)
-    situation = rt.services.get("situation")
+    situation = rt.ports.find(Ports.situation)
     if situation is not None:
         situation.listeners.append(desk.on_rows)
     for kind in ("raised", "escalated", "resolved"):

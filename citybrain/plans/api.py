@@ -6,8 +6,10 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from citybrain.api.routes import actor_of, json, read_json, rt_of
 from citybrain.errors import NotFound
+from citybrain.plans import PlanDesk
 from citybrain.plans.commands import RUNS
 from citybrain.plans.tasks import TASKS
+from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 
 router = APIRouter(prefix="/api/v1/plans", tags=["plans"])
@@ -18,7 +20,7 @@ ACTIONS = {"propose": "plan.propose", "confirm": "plan.confirm", "reject": "plan
 @router.get("")
 async def plans(request: Request) -> Response:
     """List the loaded plans, each with its live run (if any), as stored (another process may have stepped it)."""
-    desk = rt_of(request).services["plans"]
+    desk = rt_of(request).ports.own(Ports.plans, PlanDesk)
     await desk.load()
     return json(desk.listing())
 

@@ -11,6 +11,7 @@ from citybrain.context import Context, new_id
 from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound, ValidationError
 from citybrain.modes import LEVELS, ROLES, normal_level, require_role
 from citybrain.plans import effects, tasks
+from citybrain.ports import Ports
 from citybrain.store import PutDoc
 
 if TYPE_CHECKING:
@@ -40,8 +41,9 @@ class RunRef(msgspec.Struct, kw_only=True):
 
 
 def _desk(rt: CityBrain) -> PlanDesk:
-    desk: PlanDesk = rt.services["plans"]
-    return desk
+    from citybrain.plans import PlanDesk  # the package imports this module
+
+    return rt.ports.own(Ports.plans, PlanDesk)
 
 
 async def _run(rt: CityBrain, run_id: str, *states: str) -> tuple[dict[str, Any], int]:
@@ -88,7 +90,7 @@ async def propose(rt: CityBrain, cmd: Propose, ctx: Context) -> Outcome:
         raise NotFound(f"plan: unknown plan {cmd.plan!r}; known: {', '.join(sorted(desk.plans))}", field="plan")
     level = normal_level(cmd.level) or "IV"
     area = cmd.area or desk.area_of(plan)
-    if area is None or area not in rt.services["places"]:
+    if area is None or area not in rt.ports.places:
         raise ValidationError(f"area: unknown area {area}", field="area")
     run, version, slot = await desk.live(plan.id)  # from the store: another process may have opened one
     ops: list[Any] = []
@@ -185,7 +187,7 @@ async def close(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
     desk = _desk(rt)
 
     async def after() -> None:
-        board = rt.services["modes"]
+        board = rt.ports.modes
         if board.declared(run["area"])["mode"] == "recovery":
             await _declare(rt, {"area": run["area"], "mode": "normal", "plan": run["id"],
                                 "reason": f"plan {run['plan']} recovery over"}, ctx.child())

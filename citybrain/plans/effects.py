@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from citybrain.context import Context
 from citybrain.plans.spec import Plan
 from citybrain.plans.tasks import communities_of
+from citybrain.ports import Ports
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -46,22 +47,22 @@ class Overrides:
 
 def _targets(rt: CityBrain, area: str, to: str) -> list[str]:
     """Return the communities to pre-position at, most populous first."""
-    places = rt.services["places"]
+    places = rt.ports.places
     if to in ("all", "low-lying"):
         coms = communities_of(rt, area, to)
     else:
         coms = [to] if to in places else []
 
     def people(com: str) -> int:
-        return sum(int((places.get(g).value("population", 0) if places.get(g) else 0) or 0)
-                   for g in places.children.get(com, []))
+        cells = (places.get(g) for g in places.children.get(com, []))
+        return sum(int(cell.value("population", 0) or 0) for cell in cells if cell is not None)
 
     return sorted(coms, key=lambda c: (-people(c), c))
 
 
 async def preposition(rt: CityBrain, run: dict[str, Any], plan: Plan, ctx: Context) -> dict[str, Any] | None:
     """Open an incident per target community for the plan's resources and dispatch them (dispatch.run)."""
-    if not plan.resources or "dispatch" not in rt.services:
+    if not plan.resources or not rt.ports.has(Ports.dispatch):
         return None
     ids: list[str] = []
     for p in plan.resources:
@@ -81,10 +82,10 @@ async def preposition(rt: CityBrain, run: dict[str, Any], plan: Plan, ctx: Conte
 
 async def release(rt: CityBrain, run_id: str, ctx: Context) -> int:
     """Close the run's incidents (dispatch.release): its resources become available again."""
-    if "dispatch" not in rt.services:
+    if not rt.ports.has(Ports.dispatch):
         return 0
     n = 0
-    for inc in await rt.services["dispatch"].incidents():
+    for inc in await rt.ports.dispatch.incidents():
         if inc.get("plan") == run_id and inc["state"] != "closed":
             await rt.execute("dispatch.release", {"incident": inc["id"], "note": "plan ended"}, ctx.child())
             n += 1

@@ -8,6 +8,7 @@ MANIFEST = Component(
     order=150,
     setup="citybrain.plans:setup",
     needs=("model",),
+    provides=("plans",),
     http="citybrain.plans.api:mount",
     http_order=110,
     reads="observations, alerts, risk",

@@ -19,6 +19,7 @@ from citybrain.context import Context, new_id
 from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound
 from citybrain.modes import LEVELS
 from citybrain.plans.spec import Plan, Task
+from citybrain.ports import Ports
 from citybrain.store import PutDoc
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def wanted(task: Task, level: str) -> bool:
 
 def communities_of(rt: CityBrain, area: str, which: str) -> list[str]:
     """Return the communities of an area: all, or those with a low-lying grid cell."""
-    places = rt.services["places"]
+    places = rt.ports.places
     coms = [c for c in places.of_type("Community") if places.within(c.id, area)]
     if which == "low-lying":
         coms = [c for c in coms if any(bool(g.value("lowLying")) for g in
@@ -74,7 +75,7 @@ async def issued_keys(rt: CityBrain, run_id: str) -> set[str]:
 async def open_cases(rt: CityBrain, plan: Plan, run: dict[str, Any], level: str, ctx: Context,
                      issued: set[str]) -> dict[str, str]:
     """Open a case per department task (cases component present and department known); return key -> case id."""
-    desk = rt.services.get("cases")
+    desk = rt.ports.find(Ports.cases)
     if desk is None:
         return {}
     departments = getattr(desk.catalog.router, "departments", {})
@@ -125,7 +126,9 @@ def build_tasks(rt: CityBrain, plan: Plan, run: dict[str, Any], level: str, case
 
 async def issue(rt: CityBrain, cmd: Issue, ctx: Context) -> Outcome:
     """Write the run's tasks for its level, and send community tasks down to their nodes."""
-    desk = rt.services["plans"]
+    from citybrain.plans import PlanDesk  # the package imports this module
+
+    desk = rt.ports.own(Ports.plans, PlanDesk)
     run, _ = await desk.fetch(cmd.run)  # as stored: the run may have been confirmed on another process
     if run is None or run["state"] in ("closed", "rejected"):
         raise NotFound(f"run: unknown or closed plan run {cmd.run}", field="run")
@@ -133,7 +136,7 @@ async def issue(rt: CityBrain, cmd: Issue, ctx: Context) -> Outcome:
     issued = await issued_keys(rt, cmd.run)
     docs = build_tasks(rt, plan, run, cmd.level, cmd.cases, issued)
     ops: list[Any] = [PutDoc(TASKS, d["id"], d, expect_version=0) for d in docs]
-    fed = rt.services.get("federation")
+    fed = rt.ports.find(Ports.federation)
     sent = 0
     if fed is not None and getattr(fed, "role", "") == "city":
         for d in docs:
@@ -177,7 +180,7 @@ async def _step(rt: CityBrain, cmd: TaskStep, ctx: Context, state: str) -> Outco
     case = task.get("case")
 
     async def after() -> None:
-        if case and "cases" in rt.services and task["department"]:
+        if case and rt.ports.has(Ports.cases) and task["department"]:
             name = "case.accept" if state == "acknowledged" else "case.feedback"
             try:
                 await rt.execute(name, {"id": case, "note": cmd.note}, ctx.child(f"dept:{task['department']}:plan"))
@@ -201,7 +204,9 @@ async def done(rt: CityBrain, cmd: TaskStep, ctx: Context) -> Outcome:
 
 async def report(rt: CityBrain, cmd: Report, ctx: Context) -> Outcome:
     """Record a batch of community reports for an active run."""
-    run, _ = await rt.services["plans"].fetch(cmd.run)  # as stored, whichever process confirmed it
+    from citybrain.plans import PlanDesk  # the package imports this module
+
+    run, _ = await rt.ports.own(Ports.plans, PlanDesk).fetch(cmd.run)  # as stored, whichever process confirmed it
     if run is None or run["state"] != "active":
         raise Conflict(f"run: plan run {cmd.run} is not active", field="run")
     role = ctx.actor.split(":", 1)[0]

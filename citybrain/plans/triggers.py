@@ -7,6 +7,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from citybrain.plans.spec import AlertCond, Condition, ObservationCond, RiskCond
+from citybrain.ports import Ports
 from citybrain.rules.spec import RANK
 
 if TYPE_CHECKING:
@@ -121,18 +122,18 @@ class Judge:
         if isinstance(leaf, ObservationCond):
             return self._observation(leaf, area, now)
         if isinstance(leaf, AlertCond):
-            places = self.rt.services.get("places")
+            places = self.rt.ports.find(Ports.places)
             hits = [a for a in self.alerts.values()
                     if fnmatch.fnmatchcase(a["category"], leaf.category) and RANK.get(a["level"], 0) >= RANK[leaf.level]
                     and (area is None or places is None or (a["place"] and a["place"] in places
                                                               and places.within(a["place"], area)))]
             return len(hits) >= leaf.at_least, [f"{len(hits)} open {leaf.category} alerts at ≥ {leaf.level}"]
         if isinstance(leaf, RiskCond):
-            risk = self.rt.services.get("risk")
+            risk = self.rt.ports.find(Ports.risk)
             if risk is None:
                 return False, ["no risk model"]
             rows = risk.listing(level=leaf.type, minimum=leaf.level)
-            places = self.rt.services.get("places")
+            places = self.rt.ports.find(Ports.places)
             rows = [r for r in rows if area is None or places is None or places.within(r["place"], area)]
             return len(rows) >= leaf.at_least, [f"{len(rows)} {leaf.type} places at risk ≥ {leaf.level}"]
         return False, []

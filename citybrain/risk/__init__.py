@@ -20,6 +20,7 @@ import orjson
 
 from citybrain.bus import Message
 from citybrain.events import Event
+from citybrain.ports import Ports
 from citybrain.risk.factors import Profile, level_of_score, profile_of, vulnerability
 from citybrain.rules.spec import RANK, Signal
 from citybrain.situation.outbox import Outbox
@@ -49,7 +50,7 @@ class RiskModel:
     @property
     def places(self) -> Any:
         """The place index."""
-        return self.rt.services["places"]
+        return self.rt.ports.places
 
     async def load_buildings(self) -> None:
         """Count critical buildings per cell from the store (once, at start)."""
@@ -194,7 +195,7 @@ class RiskModel:
 
     # partition state (citybrain.situation.partitions) ----------------------------------------
     def _part(self, place: str) -> int:
-        pipeline = self.rt.services.get("pipeline")
+        pipeline = self.rt.ports.find(Ports.pipeline)
         return pipeline.part_of_place(place) if pipeline is not None else 0
 
     def capture(self, n: int) -> Any:
@@ -224,7 +225,7 @@ class RiskModel:
 
     async def everywhere(self) -> dict[str, dict[str, Any]]:
         """Return the assessments of every partition: this process's live, the others' as last published."""
-        pipeline = self.rt.services.get("pipeline")
+        pipeline = self.rt.ports.find(Ports.pipeline)
         others = await pipeline.read_others() if pipeline is not None else {}
         if not others:
             return self.risk
@@ -247,9 +248,9 @@ async def setup(rt: CityBrain) -> None:
     """Create the risk model and feed it the rule and detector signals."""
     model = RiskModel(rt)
     await model.load_buildings()
-    rt.services["risk"] = model
-    rt.services["signals"].sinks.append(model.on_signals)
-    pipeline = rt.services.get("pipeline")
+    rt.ports.risk = model
+    rt.ports.signals.sinks.append(model.on_signals)
+    pipeline = rt.ports.find(Ports.pipeline)
     if pipeline is not None:
         pipeline.register(model)
         pipeline.publish_with(model)

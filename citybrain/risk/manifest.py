@@ -8,6 +8,7 @@ MANIFEST = Component(
     order=50,
     setup="citybrain.risk:setup",
     needs=("rules",),
+    provides=("risk",),
     reads="signals, places",
     writes="`risk.changed`",
 )

@@ -3,7 +3,7 @@
 The rule file (YAML, `citybrain/rules/default.yaml` unless settings.extra["rules_file"] or the
 CITYBRAIN_RULES_FILE environment variable name another) is validated at start: a bad file stops the
 node with line-and-field errors instead of failing at 3 a.m. `rules.reload` re-reads it at run time.
-Both rules and detectors produce Signals, handed to the sinks in rt.services["signals"] (risk, alerts).
+Both rules and detectors produce Signals, handed to the sinks in rt.ports.signals (risk, alerts).
 
 Overrides (an active emergency plan's stricter rules and detector threshold) are the command `rules.override`,
 kept as documents in "rule_overrides" until `rules.restore`: every process of the node applies them from its
@@ -30,6 +30,7 @@ from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
 from citybrain.events import decode_event
 from citybrain.model.types import QUANTITY_UNITS
+from citybrain.ports import Ports
 from citybrain.rules.detectors import Detectors
 from citybrain.rules.engine import RuleEngine, partition_problems, rules_key
 from citybrain.rules.loader import DEFAULT_FILE, RuleFileError, load_rules, parse_rules
@@ -115,7 +116,7 @@ class Judge:
         self.path = path
         self.check_partitions(rules, path or "default.yaml")
         self._series_part: dict[tuple[str, str], int] = {}  # detector series -> partition
-        self.hub: SignalHub = rt.services["signals"]
+        self.hub = rt.ports.own(Ports.signals, SignalHub)
         self.base_rules = rules  # the rule file's, before overrides
         self.engine = self._engine(rules)
         extra = rt.settings.extra
@@ -127,7 +128,7 @@ class Judge:
         self.rule_set: dict[str, Any] | None = None  # the stored rule set judged by (None: the local file)
 
     def _engine(self, rules: list[Rule]) -> RuleEngine:
-        places = self.rt.services["places"]
+        places = self.rt.ports.places
         types = {pid: p.type for r in rules for pid in r.pinned if (p := places.get(pid)) is not None}
         engine = RuleEngine(rules, types)
         engine.within = places.within
@@ -150,7 +151,7 @@ class Judge:
 
     def parse_text(self, text: str, source: str) -> list[Rule]:
         """Parse and validate rule-file text (RuleFileError with lines and fields if it is bad)."""
-        rules = parse_rules(text, source, known_quantities(), self.rt.services["places"])
+        rules = parse_rules(text, source, known_quantities(), self.rt.ports.places)
         self.check_partitions(rules, source)
         return rules
 
@@ -203,7 +204,7 @@ class Judge:
             if not doc.get("rules"):
                 return []
             text = yaml.safe_dump({"version": 1, "rules": doc["rules"]}, allow_unicode=True)
-            got = parse_rules(text, str(doc.get("source") or "override"), known_quantities(), self.rt.services["places"])
+            got = parse_rules(text, str(doc.get("source") or "override"), known_quantities(), self.rt.ports.places)
             self.check_partitions(got, str(doc.get("source") or "override"))
             self._parsed[str(doc["gen"])] = got
         return got
@@ -287,8 +288,8 @@ class Judge:
         if self.engine.newest and now - self.engine.newest > 86400:
             now = self.engine.newest  # a replay: the clock is far ahead of the data, judge by data time
         signals = self.engine.sweep(now)
-        if signals and "pipeline" in self.rt.services:
-            self.rt.services["pipeline"].touched()  # unit levels changed outside a batch: checkpoint them
+        if signals and self.rt.ports.has(Ports.pipeline):
+            self.rt.ports.pipeline.touched()  # unit levels changed outside a batch: checkpoint them
         await self.hub.publish(signals)
         return signals
 
@@ -342,7 +343,7 @@ def _file_digest(path: str) -> str | None:
 
 async def _reload(rt: CityBrain, cmd: RuleReload, ctx: Context) -> Outcome:
     """Read the rule file on this process, store it as the node's rule set; every process judges by it."""
-    judge: Judge = rt.services["rules"]
+    judge = rt.ports.own(Ports.rules, Judge)
     text, source, rules = judge.read_file(cmd.path)  # a bad file is refused here: the rules in force stay
     stored = await rt.store.get_doc(RULE_SETS, "current")
     doc = {"text": text, "source": source, "path": cmd.path or judge.path or "", "digest": _digest(text),
@@ -361,7 +362,7 @@ def _levels(rule: Rule | None) -> list[str]:
 
 
 async def _override(rt: CityBrain, cmd: RuleOverride, ctx: Context) -> Outcome:
-    judge: Judge = rt.services["rules"]
+    judge = rt.ports.own(Ports.rules, Judge)
     doc = {"key": cmd.key, "source": cmd.source, "rules": cmd.rules, "detector_threshold": cmd.detector_threshold,
            "active": True, "applied_at": rt.now(), "restored_at": None, "gen": new_id(), "actor": ctx.actor}
     new = judge.parse_override(doc)  # a bad rule is refused here, before anything is stored
@@ -384,7 +385,7 @@ async def _override(rt: CityBrain, cmd: RuleOverride, ctx: Context) -> Outcome:
 
 
 async def _restore(rt: CityBrain, cmd: RuleRestore, ctx: Context) -> Outcome:
-    judge: Judge = rt.services["rules"]
+    judge = rt.ports.own(Ports.rules, Judge)
     stored = await rt.store.get_doc(OVERRIDES, cmd.key)
     if stored is None or not stored.data.get("active"):
         return Outcome(result={"key": cmd.key, "restored": False}, record=False,
@@ -405,14 +406,15 @@ async def _restore(rt: CityBrain, cmd: RuleRestore, ctx: Context) -> Outcome:
 
 async def setup(rt: CityBrain) -> None:
     """Load the rule file, create the judge and plug it into the situation pipeline."""
-    rt.services.setdefault("signals", SignalHub())
+    if not rt.ports.has(Ports.signals):
+        rt.ports.signals = SignalHub()
     path = rt.settings.extra.get("rules_file") or os.environ.get("CITYBRAIN_RULES_FILE") or None
-    rules = load_rules(path, known_quantities(), rt.services["places"])
+    rules = load_rules(path, known_quantities(), rt.ports.places)
     judge = Judge(rt, rules, path)
-    rt.services["rules"] = judge
-    rt.services["situation"].listeners.append(judge.on_rows)
-    if "pipeline" in rt.services:
-        rt.services["pipeline"].register(judge)
+    rt.ports.rules = judge
+    rt.ports.situation.listeners.append(judge.on_rows)
+    if rt.ports.has(Ports.pipeline):
+        rt.ports.pipeline.register(judge)
     rt.commands.register("rules.reload", RuleReload, _reload,
                          "re-read and validate the rule file; every process of the node judges by it")
     rt.commands.register("rules.override", RuleOverride, _override,

@@ -8,6 +8,7 @@ MANIFEST = Component(
     order=40,
     setup="citybrain.rules:setup",
     needs=("model", "situation"),
+    provides=("signals", "rules"),
     reads="situation",
     writes="signals",
 )

@@ -86,7 +86,7 @@ class Situation:
         """Return the places a grid cell lies in, by level name (grid, community, …, city), lowest first."""
         got = self._areas.get(cell)
         if got is None:
-            places = self.rt.services["places"]
+            places = self.rt.ports.places
             got = {}
             for pid in [cell, *places.ancestors(cell)]:
                 p = places.get(pid)
@@ -119,12 +119,12 @@ class Situation:
         cell = self._cells.get(entity_id)
         if cell is not None:
             return cell or None
-        places = self.rt.services["places"]
+        places = self.rt.ports.places
         p = places.get(entity_id)
         if p is not None:
             found: str | None = entity_id if p.type == "Grid" else None
         else:
-            found = self.rt.services["directory"].places.get(entity_id)
+            found = self.rt.ports.directory.places.get(entity_id)
             if found is None:
                 entity = await self.rt.store.get_entity(entity_id)
                 found = entity.place if entity is not None else None
@@ -237,7 +237,7 @@ class Situation:
                 held = leaves.get(pid)
                 # a leaf in two partitions only if its community changed; its figures are the sum of both
                 leaves[pid] = state if held is None else merge_states(pid, state.level, [held, state], self.windows)
-        return View(self.rt.services["places"], leaves, count, self.windows, self.live)
+        return View(self.rt.ports.places, leaves, count, self.windows, self.live)
 
     def local_view(self) -> View:
         """Return the view of this process: its partitions' live leaves and the others' last read snapshots."""
@@ -258,7 +258,7 @@ class Situation:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
-        places = self.rt.services["places"]
+        places = self.rt.ports.places
         ids = set(dirty)
         for pid in dirty:
             ids.update(places.ancestors(pid))
@@ -285,8 +285,8 @@ async def setup(rt: CityBrain) -> None:
     pipeline.register(situation)
     pipeline.publish_with(situation)
     pipeline.after_publish.append(situation.push)
-    rt.services["situation"] = situation
-    rt.services["pipeline"] = pipeline
+    rt.ports.situation = situation
+    rt.ports.pipeline = pipeline
     rt.cluster.on_partitions(pipeline.acquire, pipeline.release)  # acquired in rt.start(), after every setup
     rt.spawn(pipeline.keep(), name="pipeline")
 

@@ -10,15 +10,17 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from citybrain.api.routes import json, rt_of
 from citybrain.errors import NotFound
+from citybrain.ports import Ports
 from citybrain.rules.spec import RANK
 from citybrain.runtime import CityBrain
+from citybrain.situation import Situation
 from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/api/v1", tags=["situation"])
 
 
 def _known(request: Request, place: str) -> None:
-    if place not in rt_of(request).services["places"]:
+    if place not in rt_of(request).ports.places:
         raise NotFound(f"unknown place {place}", field="place")
 
 
@@ -33,9 +35,10 @@ async def situation_overview(request: Request, level: str = Query("district", de
     area = confine(request, place)
     if area is not None:
         _known(request, area)
-    places = rt.services["places"]
-    view = await rt.services["situation"].view()
-    now = rt.services["situation"].now()
+    places = rt.ports.places
+    situation = rt.ports.own(Ports.situation, Situation)
+    view = await situation.view()
+    now = situation.now()
     ids = [pid for pid in view.ids_at(level) if area is None or (pid in places and places.within(pid, area))]
     return json({"level": level, "observations": view.observations,
                  "places": [view.summary(p, now, brief=True) for p in ids]})
@@ -45,7 +48,7 @@ async def situation_overview(request: Request, level: str = Query("district", de
 async def situation_of(request: Request, place: str) -> Response:
     """Return the situation of a place: latest values, rolling statistics, freshness and coverage."""
     _known(request, place)
-    sit = rt_of(request).services["situation"]
+    sit = rt_of(request).ports.own(Ports.situation, Situation)
     return json((await sit.view()).summary(place, sit.now()))
 
 
@@ -60,12 +63,12 @@ async def risk_list(
     if min not in RANK:
         raise NotFound(f"unknown level {min}", field="min")
     rt = rt_of(request)
-    model = rt.services["risk"]
+    model = rt.ports.risk
     rows = model.listing(level, min, await model.everywhere())
     area = confine(request, place)
     if area is not None:
         _known(request, area)
-        places = rt.services["places"]
+        places = rt.ports.places
         rows = [r for r in rows if r["place"] in places and places.within(r["place"], area)]
     return json(rows)
 
@@ -75,13 +78,13 @@ async def risk_of(request: Request, place: str) -> Response:
     """Return the risk of a cell or community (factors and their contributions); other places list their worst."""
     _known(request, place)
     rt = rt_of(request)
-    risk = await rt.services["risk"].everywhere()
+    risk = await rt.ports.risk.everywhere()
     got = risk.get(place)
-    p = rt.services["places"].get(place)
+    p = rt.ports.places.get(place)
     if p is not None and p.type in ("Grid", "Community"):
         return json(got or {"place": place, "type": p.type, "level": "none", "score": 0.0, "factors": [],
                             "explanation": "no active hazard"})
-    inside = [risk[c] for c in rt.services["places"].descendants(place) if c in risk]
+    inside = [risk[c] for c in rt.ports.places.descendants(place) if c in risk]
     inside = [r for r in inside if r["level"] != "none"]
     inside.sort(key=lambda r: -r["score"])
     top = inside[0]["level"] if inside else "none"
@@ -92,9 +95,9 @@ async def risk_of(request: Request, place: str) -> Response:
 async def rules(request: Request) -> Response:
     """Return the rules in force and the detector's counters."""
     rt = rt_of(request)
-    judge = rt.services["rules"]
+    judge = rt.ports.rules
     return json({"file": judge.path or "default.yaml", "rules": judge.describe(), "detectors": judge.detectors.stats(),
-                 "pipeline": rt.services["pipeline"].describe()})
+                 "pipeline": rt.ports.pipeline.describe()})
 
 
 def mount(app: FastAPI, rt: CityBrain) -> None:

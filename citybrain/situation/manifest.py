@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="per-place latest values, rolling windows, freshness, coverage",
     order=30,
     setup="citybrain.situation:setup",
+    provides=("situation", "pipeline"),
     http="citybrain.situation.api:mount",
     http_order=30,
     reads="`cb.obs`",

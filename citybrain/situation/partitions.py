@@ -196,7 +196,7 @@ class Pipeline:
             return 0
         got = self._place_part.get(place_id)
         if got is None:
-            got = self.part_of_community(self.rt.services["places"].area_of(place_id, "Community"))
+            got = self.part_of_community(self.rt.ports.places.area_of(place_id, "Community"))
             if len(self._place_part) < 500_000:
                 self._place_part[place_id] = got
         return got

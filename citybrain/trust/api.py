@@ -10,8 +10,10 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from citybrain.api.routes import actor_of, json, read_json, rt_of
 from citybrain.errors import Forbidden, NotFound
+from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 from citybrain.trust import middleware
+from citybrain.trust.auth import AuthService
 from citybrain.trust.catalog import get_dataset, list_datasets
 from citybrain.trust.data import FORMATS, serve
 from citybrain.trust.grants import GRANTS, Grant, RateLimiter, check_usable, get_grant
@@ -27,7 +29,7 @@ OFFICERS = ("admin", "data_officer", "auditor")
 @router.post("/auth/token")
 async def token(request: Request) -> Response:
     """Exchange an API key or a username and password (JSON or form) for a signed access token."""
-    auth = rt_of(request).services.get("auth")
+    auth = rt_of(request).ports.find_own(Ports.auth, AuthService)
     if auth is None:
         raise Unauthorized("authentication is not available on this node")
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):

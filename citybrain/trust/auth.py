@@ -90,6 +90,6 @@ async def setup(rt: CityBrain) -> None:
     register(rt)
     service = AuthService(rt)
     await pin_node_secret(rt.store, "jwt_secret", fingerprint(service._secret))
-    rt.services["auth"] = service
-    rt.services["identities"] = service.directory
+    rt.ports.auth = service
+    rt.ports.identities = service.directory
     await service.bootstrap()

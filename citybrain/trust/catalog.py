@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -77,10 +78,13 @@ async def publish(rt: CityBrain, cmd: Dataset, ctx: Context) -> Outcome:
     return Outcome(ops=[PutDoc(DATASETS, cmd.id, data)], result=data)
 
 
+_seeded: weakref.WeakSet[CityBrain] = weakref.WeakSet()  # runtimes whose catalog was seeded (or checked)
+
+
 async def ensure_seeded(rt: CityBrain) -> None:
     """Seed the catalog the first time it is used on this runtime (lazily, to keep start-up quiet)."""
-    if not rt.services.get("catalog.seeded"):
-        rt.services["catalog.seeded"] = True
+    if rt not in _seeded:
+        _seeded.add(rt)
         await seed(rt)
 
 

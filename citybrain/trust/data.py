@@ -15,6 +15,7 @@ import orjson
 
 from citybrain.context import Context
 from citybrain.errors import CityBrainError, Forbidden, ValidationError
+from citybrain.ports import Ports
 from citybrain.store import EntityQuery
 from citybrain.trust.catalog import Dataset
 from citybrain.trust.grants import Grant
@@ -37,7 +38,7 @@ class NotAcceptable(CityBrainError):
 
 def area_places(rt: CityBrain, *areas: str | None) -> set[str] | None:
     """Return the places inside every given area (intersection), or None if no area applies."""
-    index = rt.services.get("places")
+    index = rt.ports.find(Ports.places)
     result: set[str] | None = None
     for area in areas:
         if area is None:
@@ -145,7 +146,7 @@ async def serve(rt: CityBrain, ctx: Context, ds: Dataset, grant: Grant | None, s
     rows = restrict(await rows_of(rt, ds, places, limit), ds, grant)
     prov = provenance(ds, grant, rt.now(), ctx.id)
     body = encode(rows, fmt, prov)
-    ledger = rt.services.get("ledger")
+    ledger = rt.ports.find(Ports.ledger)
     more = {"format": fmt, "area": (grant.area if grant else None) or scope_area}
     if ledger is not None:
         await ledger.record_access(ctx, ds.id, len(rows), grant.id if grant else None, **more)

@@ -17,6 +17,7 @@ from citybrain.clock import normalise_time
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
 from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound, ValidationError
+from citybrain.ports import Ports
 from citybrain.store.base import PutDoc
 from citybrain.trust.catalog import get_dataset
 from citybrain.trust.identity import role_of
@@ -106,7 +107,7 @@ async def request_grant(rt: CityBrain, cmd: RequestGrant, ctx: Context) -> Outco
         raise ValidationError(f"fields: {', '.join(bad)} not in dataset {ds.id}", field="fields")
     if not cmd.purpose.strip():
         raise ValidationError("purpose: say what the data is for", field="purpose")
-    places = rt.services.get("places")
+    places = rt.ports.find(Ports.places)
     if cmd.area is not None and places is not None and cmd.area not in places:
         raise ValidationError(f"area: unknown place {cmd.area}", field="area")
     grant = Grant(id=new_id(), dataset=ds.id, grantee=cmd.grantee or name_of(ctx.actor), organisation=cmd.organisation,

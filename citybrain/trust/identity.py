@@ -19,6 +19,7 @@ import msgspec
 from citybrain.commands import Outcome
 from citybrain.context import Context
 from citybrain.errors import AlreadyExists, NotFound, ValidationError
+from citybrain.ports import Ports
 from citybrain.store.base import PutDoc
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ async def add_user(rt: CityBrain, cmd: AddUser, ctx: Context) -> Outcome:
         raise ValidationError(f"name: {cmd.name!r} is not a valid identity name", field="name")
     if cmd.role not in ROLES:
         raise ValidationError(f"role: {cmd.role!r} is not one of {', '.join(ROLES)}", field="role")
-    places = rt.services.get("places")
+    places = rt.ports.find(Ports.places)
     if cmd.place is not None and places is not None and cmd.place not in places:
         raise ValidationError(f"place: unknown place {cmd.place}", field="place")
     if await rt.store.get_doc(IDENTITIES, cmd.name) is not None:
@@ -189,7 +190,7 @@ async def add_user(rt: CityBrain, cmd: AddUser, ctx: Context) -> Outcome:
 
 def _forget(rt: CityBrain, name: str) -> object:
     async def after() -> None:
-        directory = rt.services.get("identities")
+        directory = rt.ports.find(Ports.identities)
         if directory is not None:
             directory.forget(name)
 

@@ -7,6 +7,7 @@ MANIFEST = Component(
     summary="identities, roles, deny-by-default middleware, catalog, grants, data exports",
     order=100,
     setup="citybrain.trust:setup",
+    provides=("auth", "identities"),
     http="citybrain.trust.api:mount",
     http_order=10,
     cli=(

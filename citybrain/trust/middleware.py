@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from citybrain.errors import CityBrainError, Forbidden
+from citybrain.ports import Ports
 from citybrain.trust.identity import ANONYMOUS, LOCAL_ADMIN, Identity
 from citybrain.trust.policy import PUBLIC, action_of, allowed, command_family, family_of
 from citybrain.trust.tokens import Unauthorized
@@ -53,7 +54,7 @@ def allowed_places(rt: CityBrain, identity: Identity) -> set[str] | None:
     """Return the places an identity may see (its place and everything below it), or None for all."""
     if identity.place is None:
         return None
-    index = rt.services.get("places")
+    index = rt.ports.find(Ports.places)
     below = index.descendants(identity.place) if index is not None and identity.place in index else []
     return {identity.place, *below}
 
@@ -66,7 +67,7 @@ def is_place(urn: str) -> bool:
 
 async def authenticate(rt: CityBrain, scope: Scope, family: str) -> Identity | None:
     """Return the identity the request's credentials prove, None if it has none; raise if they are bad."""
-    service = rt.services.get("auth")
+    service = rt.ports.find(Ports.auth)
     if service is None:
         raise Unauthorized("authentication is not available on this node")
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}

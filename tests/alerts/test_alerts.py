@@ -35,7 +35,7 @@ async def test_one_alert_per_community_with_members_and_escalation(tmp_path: Pat
         await ingest(rt, [obs("WeatherObserved", c, "precipitation", 15) for c in ("dense", "sparse", "mid")])
         await ingest(rt, [obs("WeatherObserved", "dense", "precipitation", 16, "2016-07-20T00:10:00Z")])  # same level
         await rt.bus.drain()
-        book = rt.services["alerts"]
+        book = rt.ports.alerts
         assert len(book.open) == 1 and book.raised == 1
         alert = next(iter(book.open.values()))
         assert alert["community"] == "urn:ngsi-ld:Community:c1" and len(alert["members"]) == 3
@@ -73,7 +73,7 @@ async def test_lifecycle_commands_and_suppression(tmp_path: Path) -> None:
         assert window["target"] == "urn:ngsi-ld:Grid:sparse"
         await ingest(rt, [obs("WeatherObserved", "sparse", "precipitation", 50)])
         await rt.bus.drain()
-        book = rt.services["alerts"]
+        book = rt.ports.alerts
         assert book.raised == 0 and book.suppressed == 1
         await ingest(rt, [obs("WeatherObserved", "sparse", "precipitation", 50, "2016-07-20T07:00:00Z")])
         await rt.bus.drain()

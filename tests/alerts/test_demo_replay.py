@@ -38,11 +38,11 @@ async def run(tmp_path: Path, start: str, end: str) -> tuple[CityBrain, list[dic
     for when, items in replay.hour_batches(start, end):
         if when > rt.now():
             rt.clock.set(when)  # type: ignore[attr-defined]
-        stored += (await rt.services["ingest"].submit(items, source="test-replay")).stored
+        stored += (await rt.ports.ingest.submit(items, source="test-replay")).stored
         await rt.bus.drain()
     took = time.perf_counter() - began
     print(f"\nreplayed {stored} observations {start} .. {end} in {took:.1f} s ({stored / took:.0f} obs/s end to end)")
-    await rt.services["alerts"].outbox.flush()
+    await rt.ports.alerts.outbox.flush()
     alerts = [d.data for d in await rt.store.list_docs("alerts", limit=100_000)]
     return rt, alerts
 
@@ -78,7 +78,7 @@ async def test_rainstorm_20_july_2016(tmp_path: Path) -> None:
         wet = {st for st, vals in sums.items() if max(sum(vals[i:i + 12]) for i in range(len(vals))) >= 50}
         assert alerted == wet, (alerted, wet)
         assert max(a["warningLevel"] for a in storm) in ("orange", "yellow", "red")
-        risk = rt.services["risk"]
+        risk = rt.ports.risk
         assert risk.changes > 0
     finally:
         await rt.stop()

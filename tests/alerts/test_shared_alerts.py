@@ -23,6 +23,7 @@ from citybrain.api import app as app_module
 from citybrain.api import create_app
 from citybrain.clock import FakeClock
 from citybrain.config import Settings
+from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 
 COMPONENTS = ["citybrain.model.commands", "citybrain.ingest.observations", "citybrain.situation", "citybrain.rules",
@@ -84,7 +85,7 @@ async def serve(rt: CityBrain) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def book(rt: CityBrain) -> AlertBook:
-    found: AlertBook = rt.services["alerts"]
+    found: AlertBook = rt.ports.alerts
     return found
 
 
@@ -205,7 +206,7 @@ async def test_a_maintenance_window_recorded_on_one_process_holds_on_both(tmp_pa
 async def test_open_alerts_move_with_their_partition_when_the_raising_process_stops(tmp_path: Path, url: str,
                                                                                    bus_kind: str) -> None:
     async with two_processes(tmp_path, url, bus_kind) as (node, a, b):
-        if not hasattr(a.services.get("pipeline"), "on_acquire"):
+        if not hasattr(a.ports.find(Ports.pipeline), "on_acquire"):
             pytest.skip("this pipeline is not partitioned: every process holds every open alert")
         await ingest(a, [obs("WeatherObserved", "mid", "precipitation", 35)])
         alert_id, raiser, other = await raised(a, b)

@@ -92,7 +92,7 @@ async def test_send_back_extension_suspend_cancel(tmp_path: Path) -> None:
         await step(client, c1, "approve", CMD, exception=x["exception"])
         after = (await get(client, c1))["tasks"][-1]
         assert after["deadline"] > task["deadline"]
-        cal = rt.services["cases"].catalog.calendars["default"]
+        cal = rt.ports.cases.catalog.calendars["default"]
         from citybrain.clock import parse_time
         assert cal.hours_between(parse_time(task["deadline"]), parse_time(after["deadline"])) == 8.0
         kinds = [(e["kind"], e["state"]) for e in (await get(client, c1))["exceptions"]]

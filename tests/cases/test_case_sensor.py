@@ -26,7 +26,7 @@ async def test_sensor_observation_reaches_the_ecology_department(tmp_path: Path)
         assert case["state"] == "dispatched" and case["category"] == "E0601" and case["departments"] == ["ecology"]
         assert case["channel"] == "alert" and case["place"] == "urn:ngsi-ld:Grid:dense"
         assert all(e["actor"].startswith("system:") for e in case["timeline"])  # nobody touched it
-        alert = next(iter(rt.services["alerts"].open.values()))
+        alert = next(iter(rt.ports.alerts.open.values()))
         assert case["sources"][0]["ref"] == alert["id"] and alert["case"] == case["id"]  # linked both ways
     finally:
         await rt.stop()

@@ -72,7 +72,7 @@ async def two_processes(tmp_path: Path, url: str, kind: str) -> AsyncIterator[
 
 
 def desk(rt: CityBrain) -> CaseDesk:
-    found: CaseDesk = rt.services["cases"]
+    found: CaseDesk = rt.ports.cases
     return found
 
 

@@ -125,7 +125,7 @@ async def test_resources_layer_is_confined_to_the_area(city) -> None:
 
 async def test_checkpoint_is_opened_and_checked(city) -> None:
     rt, client = city
-    ledger = rt.services["ledger"]
+    ledger = rt.ports.ledger
     await ledger.flush()
     got = (await client.get("/api/v1/dashboard/checkpoint")).json()
     note = (await client.get("/api/v1/ledger/checkpoint")).text
@@ -173,7 +173,7 @@ async def test_place_trend_is_hourly_mean_and_max_over_its_sensors(city) -> None
 
 async def test_federation_view_lists_an_areas_reports_and_waiting_directives(city) -> None:
     rt, client = city
-    fed = rt.services["federation"]
+    fed = rt.ports.federation
     fed.known.update({"n1": {"node": "n1", "area": M1}, "n2": {"node": "n2", "area": M2}})
     await rt.store.apply([
         PutDoc("fed_reports", "r1", {"id": "r1", "text": "pumps ready", "type": "adhoc", "area": M1, "sender": "n1",

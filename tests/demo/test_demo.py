@@ -73,7 +73,7 @@ async def test_load_builds_hierarchy_and_is_idempotent(tmp_path: Path) -> None:
     async with runtime(tmp_path, FakeClock()) as rt:
         city = await load_demo_city(rt)
         assert city.created == sum(city.counts.values()) and city.counts["Grid"] == 288
-        places = rt.services["places"]
+        places = rt.ports.places
         assert len(places.children[city.city_id]) == 8
         for district in places.children[city.city_id]:
             assert len(places.children[district]) == 3

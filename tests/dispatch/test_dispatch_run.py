@@ -32,7 +32,7 @@ async def test_dispatch_run_and_release(tmp_path: Path) -> None:
         assert all(a["minutes"] > 0 for a in got["assignments"])
         pump = next(r for r in by if "pump-truck" in r)
         assert (await rt.store.get_entity(pump)).value("status") == "assigned"  # type: ignore[union-attr]
-        free = [r for r in await rt.services["dispatch"].resources() if "pumping" in r.capability and r.units]
+        free = [r for r in await rt.ports.dispatch.resources() if "pumping" in r.capability and r.units]
         assert len(free) == 1
         await rt.execute("dispatch.release", {"incident": inc["id"]}, rt.context("command_centre:wang"))
         assert (await rt.store.get_entity(pump)).value("status") == "available"  # type: ignore[union-attr]

@@ -36,7 +36,7 @@ async def test_demo_week_report_agrees_with_the_store(tmp_path: Path) -> None:
                 rt.clock.set(when)  # type: ignore[attr-defined]
             await run.step()
             await rt.bus.drain()
-        await rt.services["alerts"].outbox.flush()
+        await rt.ports.alerts.outbox.flush()
         await rt.bus.drain()
         print(f"\nreplayed {run.submitted} observations in {time.perf_counter() - began:.1f} s")
         result, html = await build_report(rt, "2016-07-14", "2016-07-20", None, trend=1)
@@ -54,7 +54,7 @@ async def test_demo_week_report_agrees_with_the_store(tmp_path: Path) -> None:
         dispatched = [c for c in opened if c["tasks"]]
         hours = [(min(t["dispatched_at"] for t in c["tasks"]) >= c["created_at"]) for c in dispatched]
         assert all(hours) and rows["dispatch_time"]["inputs"]["case_hours(until='dispatch')"] is not None
-        types = rt.services["directory"].types
+        types = rt.ports.directory.types
         stored = 0
         for e in [e for e, kind in types.items() if kind in OBSERVATION_TYPES]:
             rows_of = await rt.store.history(e, since="2016-07-14T00:00:00.000Z", until="2016-07-21T00:00:00.000Z",

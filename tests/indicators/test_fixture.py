@@ -81,7 +81,7 @@ def check(rows: dict[str, dict[str, Any]], expected: dict[str, float | None]) ->
 
 
 async def test_every_indicator_on_the_city(rt: CityBrain) -> None:
-    result = await rt.services["indicators"].evaluate(DAY, DAY, trend=1)
+    result = await rt.ports.indicators.evaluate(DAY, DAY, trend=1)
     rows = by_id(result)
     assert set(rows) == set(CITY_DAY)
     check(rows, CITY_DAY)
@@ -101,16 +101,16 @@ async def test_every_indicator_on_the_city(rt: CityBrain) -> None:
 
 
 async def test_a_district(rt: CityBrain) -> None:
-    check(by_id(await rt.services["indicators"].evaluate(DAY, DAY, D2, trend=0)), D2_DAY)
+    check(by_id(await rt.ports.indicators.evaluate(DAY, DAY, D2, trend=0)), D2_DAY)
 
 
 async def test_empty_period_and_area_without_data(rt: CityBrain) -> None:
-    empty = by_id(await rt.services["indicators"].evaluate("2030-01-01", "2030-01-07", trend=0))
+    empty = by_id(await rt.ports.indicators.evaluate("2030-01-01", "2030-01-07", trend=0))
     for key in ("repeat_cases", "on_time_closure", "time_to_close", "alert_precision", "citizen_satisfaction",
                 "emergency_response", "grants_processed", "dispatch_time"):
         assert empty[key]["value"] is None and empty[key]["no_data"].startswith("no data"), key
     assert empty["sensing_coverage"]["value"] == 0.0 and empty["ingest_volume"]["value"] == 0.0
-    nothing = await rt.services["indicators"].evaluate(DAY, DAY, M3, trend=0)  # a community without cells
+    nothing = await rt.ports.indicators.evaluate(DAY, DAY, M3, trend=0)  # a community without cells
     rows = by_id(nothing)
     for key in ("sensing_coverage", "early_warning_population", "uptime", "data_freshness", "repeat_cases"):
         assert rows[key]["value"] is None and "no data" in rows[key]["no_data"], key
@@ -148,7 +148,7 @@ async def test_weight_override_and_api(tmp_path: Path) -> None:
     await node.start()
     try:
         await build(node)
-        rows = by_id(await node.services["indicators"].evaluate(DAY, DAY, trend=0))
+        rows = by_id(await node.ports.indicators.evaluate(DAY, DAY, trend=0))
         assert rows["sensing_coverage"]["weight"] == 0 and rows["uptime"]["weight"] == 50
         saved = app_module.EXTENSIONS[:]
         app_module.EXTENSIONS[:] = ["citybrain.indicators.api"]
@@ -163,7 +163,7 @@ async def test_weight_override_and_api(tmp_path: Path) -> None:
             assert one["value"] == 25.0 and {a["area"]: a["value"] for a in one["areas"]}[D2] == 100.0
             assert (await client.get("/api/v1/indicators/nope")).status_code == 404
             assert (await client.get("/api/v1/indicators", params={"area": "urn:x"})).status_code == 404
-        kpis = await node.services["indicators"].kpis()
+        kpis = await node.ports.indicators.kpis()
         assert isinstance(kpis["score"], float) and 0 <= kpis["score"] <= 100
     finally:
         await node.stop()

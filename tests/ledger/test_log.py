@@ -122,7 +122,7 @@ def test_checkpoint_cli_signs_the_rest(tmp_path: Path) -> None:
 async def test_checkpoints_at_least_once_a_second_under_load(tmp_path: Path) -> None:
     rt = CityBrain(Settings(store=str(tmp_path / "load.db")), components=COMPONENTS)
     async with rt:
-        ledger = rt.services["ledger"]
+        ledger = rt.ports.ledger
         t0 = time.time()
         for batch in range(50):  # 5,000 events, 100 at a time (the store commits them as groups)
             await asyncio.gather(*(rt.emit("load.tick", {"b": batch, "i": i}) for i in range(100)))

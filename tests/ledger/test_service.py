@@ -31,10 +31,10 @@ async def test_http_proofs_verify_against_the_signed_checkpoint(tmp_path: Path) 
     async with node(tmp_path, "city") as rt:
         for i in range(23):
             await rt.emit("test.decision", {"i": i})
-        first = await rt.services["ledger"].flush()
+        first = await rt.ports.ledger.flush()
         for i in range(9):
             await rt.emit("test.decision", {"i": 100 + i})
-        await rt.services["ledger"].flush()
+        await rt.ports.ledger.flush()
         app = create_app(rt, manage_runtime=False)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             vkey = (await c.get("/api/v1/ledger/key")).text.strip()
@@ -50,13 +50,13 @@ async def test_http_proofs_verify_against_the_signed_checkpoint(tmp_path: Path) 
             verify_consistency(old.size, cp.size, old.root, cp.root, unb64(cons["proof"]))
             bad = await c.get("/api/v1/ledger/proof/inclusion", params={"index": 40})
             assert bad.status_code == 400
-        kpis = await rt.services["ledger"].kpis(None)
+        kpis = await rt.ports.ledger.kpis(None)
         assert kpis["size"] == 32 and kpis["checkpoint"] == note and kpis["time"]
 
 
 async def test_city_witnesses_community_checkpoints(tmp_path: Path) -> None:
     async with node(tmp_path, "c1") as community, node(tmp_path, "city") as city:
-        ledger = community.services["ledger"]
+        ledger = community.ports.ledger
         for i in range(5):
             await community.emit("test.local", {"i": i})
         note5 = await ledger.flush()
@@ -73,14 +73,14 @@ async def test_city_witnesses_community_checkpoints(tmp_path: Path) -> None:
             await city.execute("ledger.witness", {"node": "c1", "checkpoint_note": note5})
         with pytest.raises(Conflict):  # a different key for the same node is refused
             await city.execute("ledger.witness", {"node": "c1", "checkpoint_note": note9,
-                                                  "vkey": city.services["ledger"].vkey})
+                                                  "vkey": city.ports.ledger.vkey})
         with pytest.raises(ValidationError):  # a note not signed by the pinned key is refused
-            await city.execute("ledger.witness", {"node": "c1", "checkpoint_note": await city.services["ledger"].flush()})
+            await city.execute("ledger.witness", {"node": "c1", "checkpoint_note": await city.ports.ledger.flush()})
         with pytest.raises(ValidationError):  # a wrong consistency proof is refused
             await community.emit("test.local", {"i": 99})
             note10 = await ledger.flush()
             await city.execute("ledger.witness", {"node": "c1", "checkpoint_note": note10, "proof": proof})
         # the city's own ledger commits to what it witnessed
-        await city.services["ledger"].flush()
-        witnessed = [e for _, e in await city.services["ledger"].log.entries(0, city.services["ledger"].log.size)]
+        await city.ports.ledger.flush()
+        witnessed = [e for _, e in await city.ports.ledger.log.entries(0, city.ports.ledger.log.size)]
         assert any(b"command.ledger.witness" in e and note9.split("\n")[2].encode() in e for e in witnessed)

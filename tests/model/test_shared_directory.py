@@ -50,14 +50,14 @@ async def test_created_on_a_changed_and_deleted_on_b(node: Node) -> None:
     r = await a.http.patch(f"{BASE}/entities/{SENSOR}/attrs", json={"pm25": {"type": "Property", "value": 12}})
     assert r.status_code == 404 and r.json()["type"].endswith("ResourceNotFound")
     # a forgets the id (the delete event), and then refuses readings for it
-    await eventually(lambda: SENSOR not in a.rt.services["directory"].types, what="a forgets the deleted id")
-    report = await a.rt.services["ingest"].submit([reading()])
+    await eventually(lambda: SENSOR not in a.rt.ports.directory.types, what="a forgets the deleted id")
+    report = await a.rt.ports.ingest.submit([reading()])
     assert report.stored == 0 and report.rejected[0].field == "entity"
 
 
 async def test_observation_for_an_entity_made_on_a_is_accepted_on_b(node: Node) -> None:
     await node.a.rt.execute("entity.write", {"entity": sensor(), "mode": "create"})
-    report = await node.b.rt.services["ingest"].submit([reading(value=77.0)])
+    report = await node.b.rt.ports.ingest.submit([reading(value=77.0)])
     assert report.stored == 1 and report.rejected == []
     got = await node.a.rt.store.get_entity(SENSOR)
     assert got is not None and got.value("pm25") == 77.0
@@ -69,11 +69,11 @@ async def test_create_on_b_of_an_id_taken_on_a(node: Node) -> None:
     r = await b.http.post(f"{BASE}/entities", json=sensor(pm25=1.0))
     assert r.status_code == 409 and r.json()["type"].endswith("AlreadyExists")
     # b knows it now; deleted on a, it can be created on b at once, whatever b's memory still says
-    await eventually(lambda: SENSOR in b.rt.services["directory"].types, what="b learns of the entity")
+    await eventually(lambda: SENSOR in b.rt.ports.directory.types, what="b learns of the entity")
     assert (await a.http.delete(f"{BASE}/entities/{SENSOR}")).status_code == 204
     assert (await b.http.post(f"{BASE}/entities", json=sensor(pm25=2.0))).status_code == 201
     assert (await a.http.get(f"{BASE}/entities/{SENSOR}")).json()["pm25"]["value"] == 2.0
-    await eventually(lambda: SENSOR in a.rt.services["directory"].types, what="a learns of the new entity")
+    await eventually(lambda: SENSOR in a.rt.ports.directory.types, what="a learns of the new entity")
 
 
 async def test_misses_are_one_store_read_per_batch_and_hits_none(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,7 +83,7 @@ async def test_misses_are_one_store_read_per_batch_and_hits_none(node: Node, mon
     now = b.rt.now()
     await b.rt.store.apply([UpsertEntity(Entity(id=i, type="AirQualityObserved", created_at=now, modified_at=now),
                                          mode="create") for i in ids])
-    assert not any(i in b.rt.services["directory"].types for i in ids)
+    assert not any(i in b.rt.ports.directory.types for i in ids)
     reads: list[int] = []
     real = b.rt.store.query_entities
 
@@ -93,11 +93,11 @@ async def test_misses_are_one_store_read_per_batch_and_hits_none(node: Node, mon
 
     monkeypatch.setattr(b.rt.store, "query_entities", counting)
     unknown = "urn:ngsi-ld:AirQualityObserved:nobody"
-    report = await b.rt.services["ingest"].submit([reading(i, 1.0) for i in ids] + [reading(unknown)])
+    report = await b.rt.ports.ingest.submit([reading(i, 1.0) for i in ids] + [reading(unknown)])
     assert report.stored == 20 and [r.index for r in report.rejected] == [20]
     assert reads == [21]  # the 20 misses and the unknown one, in one read
     reads.clear()
-    report = await b.rt.services["ingest"].submit([reading(i, 2.0) for i in ids])
+    report = await b.rt.ports.ingest.submit([reading(i, 2.0) for i in ids])
     assert report.stored == 20 and reads == []  # hits: memory only
 
 
@@ -118,7 +118,7 @@ async def test_places_made_on_a_are_usable_on_b(node: Node) -> None:
     got = await a.rt.store.get_entity(SENSOR)
     assert got is not None and got.place == grid
     # and, once the events are in, b finds the cell from a point
-    places_b = b.rt.services["places"]
+    places_b = b.rt.ports.places
     await eventually(lambda: grid in places_b and places_b.locate(0.5, 0.5) == grid, what="b's place index has the cell")
     await b.rt.execute("entity.write", {"entity": {"id": "urn:ngsi-ld:AirQualityObserved:p", "type": "AirQualityObserved",
                                                    "location": {"type": "Point", "coordinates": [0.5, 0.5]}}})
@@ -134,6 +134,6 @@ async def test_restarted_process_knows_what_the_other_did(node: Node) -> None:
     await node.a.rt.execute("entity.write", {"entity": sensor("urn:ngsi-ld:AirQualityObserved:gone"), "mode": "create"})
     await node.a.rt.execute("entity.delete", {"id": "urn:ngsi-ld:AirQualityObserved:gone"})
     b = await node.restart("b")
-    directory = b.rt.services["directory"]
+    directory = b.rt.ports.directory
     assert SENSOR in directory.types and "urn:ngsi-ld:AirQualityObserved:gone" not in directory.types
-    assert (await b.rt.services["ingest"].submit([reading()])).stored == 1
+    assert (await b.rt.ports.ingest.submit([reading()])).stored == 1

@@ -28,7 +28,7 @@ async def rt(tmp_path: Path) -> AsyncIterator[CityBrain]:
 
 
 async def test_declare_inherit_and_revert(rt: CityBrain) -> None:
-    board = rt.services["modes"]
+    board = rt.ports.modes
     ctx = rt.context("command_centre:wang")
     assert board.mode_of(COMMUNITY)["mode"] == "normal"
     await rt.execute("mode.declare", {"area": DISTRICT, "mode": "watch", "reason": "rain forecast"}, ctx)
@@ -52,7 +52,7 @@ async def test_role_that_may_not_is_forbidden_and_nothing_changes(rt: CityBrain,
     before = await rt.store.events(limit=100_000)
     with pytest.raises(Forbidden, match="mode.declare needs role command_centre"):
         await rt.execute("mode.declare", {"area": CITY, "mode": "emergency", "level": "I"}, rt.context(actor))
-    assert rt.services["modes"].mode_of(CITY)["mode"] == "normal"
+    assert rt.ports.modes.mode_of(CITY)["mode"] == "normal"
     assert await rt.store.get_doc("modes", CITY) is None
     assert len(await rt.store.events(limit=100_000)) == len(before)
 
@@ -84,13 +84,13 @@ async def test_two_processes_see_one_mode_board(tmp_path: Path) -> None:
         ctx = a.context("command_centre:wang")
         await a.execute("mode.declare", {"area": DISTRICT, "mode": "watch", "reason": "rain forecast"}, ctx)
         await node.settle()
-        assert b.services["modes"].mode_of(COMMUNITY)["mode"] == "watch"
+        assert b.ports.modes.mode_of(COMMUNITY)["mode"] == "watch"
         # b decides on the stored state: escalating from watch is allowed, repeating watch is not
         with pytest.raises(Conflict):
             await b.execute("mode.declare", {"area": DISTRICT, "mode": "watch", "reason": "again"}, ctx)
         await b.execute("mode.declare", {"area": DISTRICT, "mode": "emergency", "level": 4, "reason": "rain"}, ctx)
         await node.settle()
-        assert a.services["modes"].mode_of(COMMUNITY)["level"] == "IV"
+        assert a.ports.modes.mode_of(COMMUNITY)["level"] == "IV"
         await a.execute("mode.revert", {"area": DISTRICT, "reason": "eased"}, ctx)  # a's copy was not stale
         await node.settle()
-        assert b.services["modes"].declared(DISTRICT)["mode"] == "watch"
+        assert b.ports.modes.declared(DISTRICT)["mode"] == "watch"

@@ -55,7 +55,7 @@ async def node(tmp_path: Path) -> AsyncIterator[CityBrain]:
     require_service("Mosquitto MQTT broker", HOST, PORT)
     rt = CityBrain(Settings(store=str(tmp_path / "mqtt.db"), bus="memory", mqtt=f"mqtt://{HOST}:{PORT}"))
     await rt.start()
-    await asyncio.wait_for(rt.services["mqtt"].connected.wait(), 5)
+    await asyncio.wait_for(rt.ports.mqtt.connected.wait(), 5)
     yield rt
     await rt.stop()
 
@@ -71,7 +71,7 @@ async def test_sensor_to_ngsi_history_and_notification(node: CityBrain) -> None:
     Receiver.got = []
     app = create_app(node, manage_runtime=False)
     try:
-        await node.services["devices"].add(Device(
+        await node.ports.devices.add(Device(
             device_id="aq-7", apikey="k3y", entity_type="AirQualityObserved", location=[116.1, 39.1],
             attributes=[Mapping(object_id="p", name="pm25"), Mapping(object_id="t", name="temperature")]))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
@@ -103,7 +103,7 @@ async def test_sensor_to_ngsi_history_and_notification(node: CityBrain) -> None:
 
 
 async def test_unknown_device_and_malformed_payload_dead_lettered(node: CityBrain) -> None:
-    await node.services["devices"].add(Device(device_id="d1", apikey="k", entity_type="WeatherObserved"))
+    await node.ports.devices.add(Device(device_id="d1", apikey="k", entity_type="WeatherObserved"))
     async with aiomqtt.Client(HOST, PORT) as pub:
         await pub.publish("/k/ghost/attrs", b'{"t": 1}', qos=1)
         await pub.publish("/k/d1/attrs", b"{oops", qos=1)
@@ -125,9 +125,9 @@ async def test_stop_finishes_and_acknowledges_the_batch_in_flight(tmp_path: Path
     eid = "urn:ngsi-ld:WeatherObserved:s1"
     rt = CityBrain(settings)
     await rt.start()
-    await asyncio.wait_for(rt.services["mqtt"].connected.wait(), 5)
-    await rt.services["devices"].add(Device(device_id="s1", apikey="ks", entity_type="WeatherObserved"))
-    ingest = rt.services["ingest"]
+    await asyncio.wait_for(rt.ports.mqtt.connected.wait(), 5)
+    await rt.ports.devices.add(Device(device_id="s1", apikey="ks", entity_type="WeatherObserved"))
+    ingest = rt.ports.ingest
     real, gate, entered = ingest.submit, asyncio.Event(), asyncio.Event()
 
     async def held(items: list[Any], ctx: Any = None, source: str = "api") -> Any:
@@ -156,7 +156,7 @@ async def test_stop_finishes_and_acknowledges_the_batch_in_flight(tmp_path: Path
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)
         assert [h.value for h in await rt.store.history(eid, "t")] == [1, 2]
-        assert rt.services["mqtt"].received == 1, "the batch stored before stop was acknowledged"
+        assert rt.ports.mqtt.received == 1, "the batch stored before stop was acknowledged"
     finally:
         await rt.stop()
 
@@ -167,14 +167,14 @@ async def test_prefix_and_devices_provisioned_elsewhere(tmp_path: Path) -> None:
     rt = CityBrain(Settings(store=str(tmp_path / "p.db"), bus="memory", mqtt=f"mqtt://{HOST}:{PORT}?prefix={root}"))
     await rt.start()
     try:
-        await asyncio.wait_for(rt.services["mqtt"].connected.wait(), 5)
+        await asyncio.wait_for(rt.ports.mqtt.connected.wait(), 5)
         # provisioned behind this process's back: entity and device document written to the store only
         eid = "urn:ngsi-ld:WeatherObserved:late-1"
         await rt.execute("entity.write", {"entity": {"id": eid, "type": "WeatherObserved"}, "mode": "upsert"})
         await rt.store.apply([PutDoc(COLLECTION, "kp/late-1", {
             "device_id": "late-1", "apikey": "kp", "entity_type": "WeatherObserved", "entity_id": eid,
             "attributes": [{"object_id": "t", "name": "temperature", "type": "Number"}]})])
-        assert rt.services["devices"].find("kp", "late-1") is None
+        assert rt.ports.devices.find("kp", "late-1") is None
         async with aiomqtt.Client(HOST, PORT) as pub:
             await pub.publish("/kp/late-1/attrs", b'{"t": 1, "TimeInstant": "2026-01-01T00:00:00.000Z"}', qos=1)
             await pub.publish(f"{root}/kp/late-1/attrs",
@@ -186,6 +186,6 @@ async def test_prefix_and_devices_provisioned_elsewhere(tmp_path: Path) -> None:
         await asyncio.sleep(0.2)
         assert [h.value for h in await rt.store.history(eid, "temperature")] == [2]  # only the prefix's topic
         assert await rt.store.deadletters() == []
-        assert rt.services["mqtt"].received == 1
+        assert rt.ports.mqtt.received == 1
     finally:
         await rt.stop()

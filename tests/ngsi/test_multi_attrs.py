@@ -184,7 +184,7 @@ async def test_watched_attribute_notifies_on_any_instance(client: httpx.AsyncCli
         async def aclose(self) -> None:
             pass
 
-    runtime.services["ngsi_notifier"].client = Capture()
+    runtime.ports.ngsi_notifier.client = Capture()
     r = await client.post(f"{BASE}/subscriptions", json={
         "type": "Subscription", "entities": [{"type": "Vehicle"}], "watchedAttributes": ["speed"],
         "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}}, headers=J)

@@ -52,7 +52,7 @@ async def subscribe(node: Node, through: Process, uri: str, **extra: Any) -> Non
     r = await through.http.post(f"{BASE}/subscriptions", json=subscription(uri, **extra))
     assert r.status_code == 201, r.text
     for p in node.procs.values():
-        await eventually(lambda p=p: SUB in p.rt.services["ngsi_notifier"].watches,  # type: ignore[misc]
+        await eventually(lambda p=p: SUB in p.rt.ports.ngsi_notifier.watches,  # type: ignore[misc]
                          what=f"subscription live on {p.name}")
 
 
@@ -80,7 +80,7 @@ async def test_made_on_a_deleted_on_b_notifies_from_neither(node: Node, receiver
     await eventually(lambda: len(receiver.got) == 1, what="one notification")
     assert (await b.http.delete(f"{BASE}/subscriptions/{SUB}")).status_code == 204
     for p in node.procs.values():
-        await eventually(lambda p=p: SUB not in p.rt.services["ngsi_notifier"].watches,  # type: ignore[misc]
+        await eventually(lambda p=p: SUB not in p.rt.ports.ngsi_notifier.watches,  # type: ignore[misc]
                          what=f"subscription gone on {p.name}")
     assert (await a.http.get(f"{BASE}/subscriptions/{SUB}")).status_code == 404
     await set_speed(a, 1, 20)
@@ -106,7 +106,7 @@ async def exactly_once(node: Node, receiver: Receiver, first: int, count: int) -
         if n % 3:
             await set_speed(p, n, float(n))
         else:
-            report = await p.rt.services["ingest"].submit(
+            report = await p.rt.ports.ingest.submit(
                 [{"entity": f"urn:ngsi-ld:Vehicle:v{n}", "observedAt": "2026-01-01T00:00:00Z", "values": {"speed": n}}])
             assert report.stored == 1
     wanted = {f"urn:ngsi-ld:Vehicle:v{n}" for n in range(first, first + count)}
@@ -128,7 +128,7 @@ async def test_still_once_after_a_restart(node: Node, receiver: Receiver) -> Non
     await subscribe(node, node.a, receiver.url)
     await exactly_once(node, receiver, 0, 6)
     await node.restart("b")
-    await eventually(lambda: SUB in node.b.rt.services["ngsi_notifier"].watches, what="b loaded the subscription")
+    await eventually(lambda: SUB in node.b.rt.ports.ngsi_notifier.watches, what="b loaded the subscription")
     await exactly_once(node, receiver, 6, 6)
     assert sum(notified_ids(receiver).values()) == 12
 

@@ -43,7 +43,7 @@ class Sink:
 @pytest.fixture
 def sink(runtime: CityBrain) -> Sink:
     s = Sink(slow={"slow.test"})
-    notifier: Notifier = runtime.services["ngsi_notifier"]
+    notifier: Notifier = runtime.ports.ngsi_notifier
     notifier.client = httpx.AsyncClient(transport=httpx.MockTransport(s.handler))
     notifier.backoff = 0.01
     notifier.retries = 1
@@ -107,7 +107,7 @@ async def test_notification_from_observations(client: httpx.AsyncClient, runtime
     body = {"type": "Subscription", "entities": [{"type": "AirQualityObserved"}], "watchedAttributes": ["pm25"],
             "notification": {"endpoint": {"uri": "http://sink.test/aq"}}}
     assert (await client.post(f"{BASE}/subscriptions", json=body)).status_code == 201
-    report = await runtime.services["ingest"].submit([{"entity": "urn:ngsi-ld:AirQualityObserved:a1",
+    report = await runtime.ports.ingest.submit([{"entity": "urn:ngsi-ld:AirQualityObserved:a1",
                                                         "observedAt": "2024-05-01T00:00:00Z", "values": {"pm25": 80}}])
     assert report.stored == 1
     await wait_for(sink, 1)

@@ -51,7 +51,7 @@ class PgNode:
 
     @property
     def tenants(self) -> Tenants:
-        found: Tenants = self.rt.services["ngsi_tenants"]
+        found: Tenants = self.rt.ports.ngsi_tenants
         return found
 
 
@@ -167,7 +167,7 @@ async def test_subscriptions_and_notifications_are_isolated(node: PgNode) -> Non
         got.extend(e["speed"]["value"] for e in orjson.loads(request.content)["data"])
         return httpx.Response(200)
 
-    notifier = node.tenants.open[a].services["ngsi_notifier"]
+    notifier = node.tenants.open[a].ports.ngsi_notifier
     notifier.client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     for tenant, speed in ((b, 70), (None, 80), (a, 60)):  # only the change in tenant a notifies
         r = await node.client.patch(f"{BASE}/entities/{V1}/attrs/speed", headers=th(tenant),
@@ -189,7 +189,7 @@ async def test_unknown_tenant_and_lazy_open_by_another_node(node: PgNode) -> Non
     assert (await post_entity(node, vehicle(1, 33), a)).status_code == 201
     other, client = await start_node(node.url)  # a second node on the same database
     try:
-        tenants: Tenants = other.services["ngsi_tenants"]
+        tenants: Tenants = other.ports.ngsi_tenants
         assert a not in tenants.open and await tenants.exists(a)
         r = await client.get(f"{BASE}/entities/{V1}", params={"options": "keyValues"}, headers=th(a))
         assert r.status_code == 200 and r.json()["speed"] == 33

@@ -24,7 +24,7 @@ CITY = "urn:ngsi-ld:City:beijing-demo"
 
 
 def _blue_bound(rt: CityBrain) -> float:
-    rule = next(r for r in rt.services["rules"].engine.rules if r.id == "short-heavy-rain")
+    rule = next(r for r in rt.ports.rules.engine.rules if r.id == "short-heavy-rain")
     return float(rule.levels["blue"].of.above)
 
 
@@ -35,7 +35,7 @@ async def test_rainstorm_plan_end_to_end(tmp_path: Path) -> None:
     settings = Settings(store=str(tmp_path / "rain.db"), extra={"plans": ["rainstorm"], "cases": {"checker": False}})
     async with CityBrain(settings, clock=clock, components=components()) as rt:
         await load_demo_city(rt, "tiny")
-        desk, board = rt.services["plans"], rt.services["modes"]
+        desk, board = rt.ports.plans, rt.ports.modes
         replay = Replay(rt, speed=0, start=start, end=end, loop=False)
         handlers = Handlers(rt)
         assert _blue_bound(rt) == 20.0
@@ -84,7 +84,7 @@ async def test_rainstorm_plan_end_to_end(tmp_path: Path) -> None:
         assert len({t["assignee"] for t in tasks if t["kind"] == "community"}) == 16
         assert all(t["state"] == "done" for t in tasks)
         assert any(t["case"] for t in tasks)  # department tasks became cases of coordinated disposal
-        incidents = await rt.services["dispatch"].incidents()
+        incidents = await rt.ports.dispatch.incidents()
         assert incidents and all(i["state"] == "closed" and i["assignments"] for i in incidents)
         used = {a["resource"] for i in incidents for a in i["assignments"]}
         assert {"urn:ngsi-ld:Resource:pump-truck-1", "urn:ngsi-ld:Resource:shelter-1"} & used

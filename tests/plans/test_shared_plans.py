@@ -54,17 +54,17 @@ async def two_processes(url: str, kind: str) -> AsyncIterator[tuple[Node, CityBr
 
 
 def desk(rt: CityBrain) -> PlanDesk:
-    found: PlanDesk = rt.services["plans"]
+    found: PlanDesk = rt.ports.plans
     return found
 
 
 def blue_bound(rt: CityBrain) -> float:
-    rule = next(r for r in rt.services["rules"].engine.rules if r.id == "short-heavy-rain")
+    rule = next(r for r in rt.ports.rules.engine.rules if r.id == "short-heavy-rain")
     return float(rule.levels["blue"].of.above)
 
 
 def threshold(rt: CityBrain) -> float:
-    return float(rt.services["rules"].detectors.threshold)
+    return float(rt.ports.rules.detectors.threshold)
 
 
 @pytest.mark.timeout(120)

@@ -72,7 +72,7 @@ async def test_checker_reports_loss_from_a_store_that_drops_every_100th_row(tmp_
         for start in range(0, 1000, 50):
             items = [{"entity": "urn:ngsi-ld:RelSensor:h0", "attr": "seq", "observedAt": stamp(k), "value": k}
                      for k in range(start, start + 50)]
-            report = await rt.services["ingest"].submit(items)
+            report = await rt.ports.ingest.submit(items)
             assert report.stored == 50  # acknowledged as stored
     found = await _check(db, {"urn:ngsi-ld:RelSensor:h0": set(range(1000))})
     assert found["lost"] == 10 and found["stored"] == 990 and found["duplicates"] == 0

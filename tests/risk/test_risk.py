@@ -56,7 +56,7 @@ async def make_city(tmp_path: Path, rules: str = RULES, **extra: object) -> City
 
 
 async def ingest(rt: CityBrain, items: list[dict]) -> None:
-    report = await rt.services["ingest"].submit(items)
+    report = await rt.ports.ingest.submit(items)
     assert report.stored == len(items), report
 
 
@@ -77,14 +77,14 @@ async def test_level_changes_within_a_second_and_names_factors(tmp_path: Path) -
         await rt.bus.subscribe("cb.event.risk.changed", on_change)
         await ingest(rt, [obs("AirQualityObserved", "dense", "pm25", 40)])
         await rt.bus.drain()  # type: ignore[attr-defined]
-        assert changed == [] and rt.services["risk"].risk == {}
+        assert changed == [] and rt.ports.risk.risk == {}
         started = time.perf_counter()
         await ingest(rt, [obs("AirQualityObserved", "dense", "pm25", 300, "2016-07-20T01:00:00Z")])
         await asyncio.wait_for(got.wait(), 1.0)
         elapsed = time.perf_counter() - started
         assert elapsed < 1.0
         await rt.bus.drain()  # type: ignore[attr-defined]
-        cell = rt.services["risk"].risk["urn:ngsi-ld:Grid:dense"]
+        cell = rt.ports.risk.risk["urn:ngsi-ld:Grid:dense"]
         assert cell["level"] in ("orange", "red")
         names = [f["factor"] for f in cell["factors"]]
         assert names == ["hazard", "exposure", "vulnerability"]
@@ -92,19 +92,19 @@ async def test_level_changes_within_a_second_and_names_factors(tmp_path: Path) -
         assert cell["factors"][1]["critical_buildings"] == 1
         assert "elderly_share" in cell["factors"][2]["parts"]
         assert "hazard" in cell["explanation"] and "exposure" in cell["explanation"]
-        community = rt.services["risk"].risk["urn:ngsi-ld:Community:c1"]
+        community = rt.ports.risk.risk["urn:ngsi-ld:Community:c1"]
         assert community["worst_cell"] == "urn:ngsi-ld:Grid:dense" and community["level"] == cell["level"]
         assert {c["place"] for c in changed} == {"urn:ngsi-ld:Grid:dense", "urn:ngsi-ld:Community:c1"}
         print(f"observation -> risk.changed in {elapsed * 1000:.1f} ms: {cell['explanation']}")
         # the same hazard in a sparse, young cell is judged lower
         await ingest(rt, [obs("AirQualityObserved", "sparse", "pm25", 300, "2016-07-20T01:00:00Z")])
         await rt.bus.drain()  # type: ignore[attr-defined]
-        sparse = rt.services["risk"].risk["urn:ngsi-ld:Grid:sparse"]
+        sparse = rt.ports.risk.risk["urn:ngsi-ld:Grid:sparse"]
         assert sparse["score"] < cell["score"]
         # back to clean air: the level goes back to none
         await ingest(rt, [obs("AirQualityObserved", "dense", "pm25", 20, "2016-07-20T02:00:00Z")])
         await rt.bus.drain()  # type: ignore[attr-defined]
-        assert rt.services["risk"].risk["urn:ngsi-ld:Grid:dense"]["level"] == "none"
+        assert rt.ports.risk.risk["urn:ngsi-ld:Grid:dense"]["level"] == "none"
         assert changed[-1]["previous"] in ("orange", "red")
     finally:
         await rt.stop()
@@ -115,7 +115,7 @@ async def test_community_rule_covers_every_cell_and_flood_weighs_low_lying(tmp_p
     try:
         await ingest(rt, [obs("WeatherObserved", "mid", "precipitation", 55)])
         await rt.bus.drain()  # type: ignore[attr-defined]
-        risk = rt.services["risk"].risk
+        risk = rt.ports.risk.risk
         assert {"urn:ngsi-ld:Grid:dense", "urn:ngsi-ld:Grid:sparse", "urn:ngsi-ld:Grid:mid"} <= set(risk)
         dense = risk["urn:ngsi-ld:Grid:dense"]
         assert dense["factors"][2]["parts"].get("low_lying") is True

@@ -39,7 +39,7 @@ def bus_kind(request: pytest.FixtureRequest) -> str:
 
 
 def blue_bound(rt: CityBrain) -> float:
-    rule = next(r for r in rt.services["rules"].engine.rules if r.id == "short-heavy-rain")
+    rule = next(r for r in rt.ports.rules.engine.rules if r.id == "short-heavy-rain")
     return float(rule.levels["blue"].of.above)
 
 

@@ -138,14 +138,14 @@ async def build_city(rt: CityBrain) -> None:
 
 async def rainstorm_alerts(rt: CityBrain) -> list[dict[str, Any]]:
     """The node's rainstorm alerts, as stored (every process's writes committed first)."""
-    await rt.services["alerts"].outbox.flush()
+    await rt.ports.alerts.outbox.flush()
     return [d.data for d in await rt.store.list_docs("alerts", {"category": "flood.rainstorm"}, limit=1000)]
 
 
 async def send(rts: list[CityBrain], community: str, ks: Iterable[int]) -> None:
     """Send readings k through the processes in turn (a load balancer's round robin)."""
     for i, k in enumerate(ks):
-        report = await rts[i % len(rts)].services["ingest"].submit([reading(community, k)])
+        report = await rts[i % len(rts)].ports.ingest.submit([reading(community, k)])
         assert report.stored == 1, report
 
 
@@ -157,8 +157,8 @@ async def settle(bus: MemoryBus | None, rts: list[CityBrain]) -> None:
         else:
             await asyncio.sleep(0.5)
         for rt in rts:
-            await rt.services["alerts"].outbox.flush()
-            await rt.services["risk"].outbox.flush()
+            await rt.ports.alerts.outbox.flush()
+            await rt.ports.risk.outbox.flush()
 
 
 def without_ages(value: Any) -> Any:
@@ -172,7 +172,7 @@ def without_ages(value: Any) -> Any:
 
 async def situations(rt: CityBrain, community: str) -> list[Any]:
     """What one process answers to the situation routes (the overview of each level, one place, risk)."""
-    await rt.services["pipeline"].read_others(0)
+    await rt.ports.pipeline.read_others(0)
     app = create_app(rt, manage_runtime=False)
     out: list[Any] = []
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
@@ -193,7 +193,7 @@ async def two_processes(store: str, bus: Any, clock: FakeClock, checkpoint: floa
     b = CityBrain(settings(store, "b", checkpoint), clock=clock, bus=ProcessBus(bus))
     await b.start()
     await wait_for(lambda: len(a.cluster.owned) == len(b.cluster.owned) == PARTITIONS // 2)
-    await wait_for(lambda: len(a.services["pipeline"].parts) == len(b.services["pipeline"].parts) == PARTITIONS // 2)
+    await wait_for(lambda: len(a.ports.pipeline.parts) == len(b.ports.pipeline.parts) == PARTITIONS // 2)
     return a, b
 
 
@@ -274,10 +274,10 @@ async def test_a_rule_above_community_needs_one_partition(tmp_path: Path) -> Non
         async def sink(batch: list[Any]) -> None:
             signals.extend(batch)
 
-        rt.services["signals"].sinks.append(sink)
+        rt.ports.signals.sinks.append(sink)
         for c in COMMUNITIES[:3]:  # three communities, which with partitions > 1 would sit in different partitions
-            await rt.services["ingest"].submit([reading(c, 0, 2.0)])
-        await rt.services["ingest"].submit([reading(COMMUNITIES[3], 1, 8.0)])
+            await rt.ports.ingest.submit([reading(c, 0, 2.0)])
+        await rt.ports.ingest.submit([reading(COMMUNITIES[3], 1, 8.0)])
         await rt.bus.drain()  # type: ignore[attr-defined]
         assert [(s.source_id, s.level, s.unit) for s in signals] == [("district-rain", "blue", DISTRICT)]
     finally:
@@ -305,13 +305,13 @@ async def test_windows_continue_across_a_restart(tmp_path: Path) -> None:
     again = CityBrain(settings(store, "solo-2", bus="memory"), clock=FakeClock("2016-07-20T02:00:00Z"))
     await again.start()
     try:
-        state = again.services["situation"].summary(community)
+        state = again.ports.situation.summary(community)
         assert state["quantities"]["precipitation"]["sensors"] == 1  # the leaves came back from the checkpoint
         await send([again], community, range(6, 11))  # 50 mm more within the same 3 hours: red
         await settle(again.bus, [again])  # type: ignore[arg-type]
         (alert,) = await rainstorm_alerts(again)
         assert alert["warningLevel"] == "red" and alert["status"] in ("raised", "escalated")
-        summary = again.services["situation"].summary(community)["quantities"]["precipitation"]
+        summary = again.ports.situation.summary(community)["quantities"]["precipitation"]
         assert summary["24h"]["n"] == 11 and summary["24h"]["mean"] == 10.0
     finally:
         await again.stop()
@@ -373,9 +373,9 @@ async def test_a_checkpoint_that_does_not_verify_is_never_unpickled(tmp_path: Pa
         return
     await again.start()
     try:
-        pipeline = again.services["pipeline"]
+        pipeline = again.ports.pipeline
         assert pipeline.describe()["refused_checkpoints"] == 1
-        assert again.services["situation"].summary(community)["quantities"] == {}  # started empty
+        assert again.ports.situation.summary(community)["quantities"] == {}  # started empty
         assert "checkpoint refused" in caplog.text
     finally:
         await again.stop()
@@ -411,7 +411,7 @@ async def test_two_processes_one_alert_one_situation_and_a_graceful_handover(pg_
         assert alert["warningLevel"] == "orange" and alert["community"] == community
         # both answer alike: each serves its own partitions live and the other's from its snapshot
         for rt in (a, b):
-            await rt.services["pipeline"].flush()
+            await rt.ports.pipeline.flush()
         seen_a, seen_b = await situations(a, community), await situations(b, community)
         assert seen_a == seen_b
         city = next(p for p in seen_a[3]["places"] if p["place"] == CITY)
@@ -419,11 +419,11 @@ async def test_two_processes_one_alert_one_situation_and_a_graceful_handover(pg_
         assert seen_a[4]["quantities"]["precipitation"]["24h"]["n"] == 6
         moved = sorted(a.cluster.owned)
         await a.stop()  # hands its partitions over: last checkpoints written, then the leases released
-        await wait_for(lambda: sorted(b.services["pipeline"].parts) == list(range(PARTITIONS)))
-        assert b.services["pipeline"].restores >= len(moved)
+        await wait_for(lambda: sorted(b.ports.pipeline.parts) == list(range(PARTITIONS)))
+        assert b.ports.pipeline.restores >= len(moved)
         await send([b], community, range(6, 11))  # the window goes on from a's checkpoint: 110 mm in 2.5 h
         await settle(bus, [b])
-        assert b.services["situation"].summary(community)["quantities"]["precipitation"]["24h"]["n"] == 11
+        assert b.ports.situation.summary(community)["quantities"]["precipitation"]["24h"]["n"] == 11
         one_red_alert(await rainstorm_alerts(b), community)
     finally:
         for rt in (a, b):
@@ -447,12 +447,12 @@ async def test_a_killed_process_is_taken_over_within_the_lease(pg_url: str) -> N
         journal = [d.data for d in await b.store.list_docs(JOURNAL, {"partition": a.cluster.partition_of(community)})]
         assert len(journal) == 6  # one entry per acknowledged batch
         await kill(a)
-        took = await wait_for(lambda: sorted(b.services["pipeline"].parts) == list(range(PARTITIONS)))
+        took = await wait_for(lambda: sorted(b.ports.pipeline.parts) == list(range(PARTITIONS)))
         assert took <= b.cluster.ttl + 2 * b.cluster.tick + 0.5, took
-        assert b.services["pipeline"].replayed == 6
+        assert b.ports.pipeline.replayed == 6
         await send([b], community, range(6, 11))
         await settle(bus, [b])
-        window = b.services["situation"].summary(community)["quantities"]["precipitation"]["24h"]
+        window = b.ports.situation.summary(community)["quantities"]["precipitation"]["24h"]
         assert window["n"] == 11 and window["mean"] == 10.0  # nothing lost, nothing counted twice
         one_red_alert(await rainstorm_alerts(b), community)
     finally:
@@ -487,26 +487,26 @@ async def test_on_nats_two_processes_and_a_takeover(pg_url: str) -> None:
         await a.start()
         await build_city(a)
         await b.start()
-        await wait_for(lambda: len(a.services["pipeline"].parts) == len(b.services["pipeline"].parts) == 2)
+        await wait_for(lambda: len(a.ports.pipeline.parts) == len(b.ports.pipeline.parts) == 2)
         community = owned_by(a)
         await send([a, b], community, range(6))
-        await wait_for(lambda: a.services["pipeline"].parts[a.cluster.partition_of(community)].handled >= 6)
+        await wait_for(lambda: a.ports.pipeline.parts[a.cluster.partition_of(community)].handled >= 6)
         await settle(None, [a, b])
         assert [x["warningLevel"] for x in await rainstorm_alerts(a)] == ["orange"]
         for rt in (a, b):
-            await rt.services["pipeline"].flush()
+            await rt.ports.pipeline.flush()
         assert await situations(a, community) == await situations(b, community)
         n = a.cluster.partition_of(community)
         await send([b, a], community, range(6, 8))  # acknowledged, journaled, in no checkpoint
-        await wait_for(lambda: a.services["pipeline"].parts[n].handled >= 8)
+        await wait_for(lambda: a.ports.pipeline.parts[n].handled >= 8)
         await kill(a)
-        took = await wait_for(lambda: sorted(b.services["pipeline"].parts) == list(range(PARTITIONS)), within=10)
+        took = await wait_for(lambda: sorted(b.ports.pipeline.parts) == list(range(PARTITIONS)), within=10)
         assert took <= b.cluster.ttl + 2 * b.cluster.tick + 1.0, took
-        assert b.services["pipeline"].replayed == 2
+        assert b.ports.pipeline.replayed == 2
         await send([b], community, range(8, 11))
-        await wait_for(lambda: b.services["pipeline"].parts[n].handled >= 3)
+        await wait_for(lambda: b.ports.pipeline.parts[n].handled >= 3)
         await settle(None, [b])
-        assert b.services["situation"].summary(community)["quantities"]["precipitation"]["24h"]["n"] == 11
+        assert b.ports.situation.summary(community)["quantities"]["precipitation"]["24h"]["n"] == 11
         one_red_alert(await rainstorm_alerts(b), community)
     finally:
         with contextlib.suppress(Exception):

@@ -56,7 +56,7 @@ async def test_situation_per_place_and_push(tmp_path: Path) -> None:
         assert {"cb.situation.grid", "cb.situation.community", "cb.situation.city"} <= subjects
         assert len([p for p in pushed if p["place"] == "urn:ngsi-ld:Community:c1"]) == 1  # throttled: one push
         rt.clock.advance(3 * 3600)  # type: ignore[attr-defined]
-        stale = rt.services["situation"].summary("urn:ngsi-ld:Community:c1")
+        stale = rt.ports.situation.summary("urn:ngsi-ld:Community:c1")
         assert stale["coverage"]["live_cells"] == 0 and stale["freshness"]["last_observed_s_ago"] == 10800
     finally:
         await rt.stop()

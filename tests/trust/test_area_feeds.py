@@ -17,7 +17,7 @@ def at_risk(place: str, community: str, score: float) -> dict[str, object]:
 
 
 async def test_risk_and_situation_are_confined(city: City) -> None:
-    model = city.rt.services["risk"]
+    model = city.rt.ports.risk
     model.risk[G1] = at_risk(G1, C1, 0.6)
     model.risk[G2] = at_risk(G2, C2, 0.8)
     c = city.client

@@ -100,7 +100,7 @@ async def test_tokens_keys_and_revocation(city: City) -> None:
     # a token signed with another secret, or expired, or with alg none is refused
     forged = tokens.issue("admin", "not-the-secret", 60, "city")
     assert (await c.get("/api/v1/users", headers={"Authorization": f"Bearer {forged}"})).status_code == 401
-    auth = city.rt.services["auth"]
+    auth = city.rt.ports.auth
     old = tokens.issue("admin", auth._secret, 60, "city", now=0)
     assert (await c.get("/api/v1/users", headers={"Authorization": f"Bearer {old}"})).status_code == 401
     # revoking the key and disabling the user take effect

@@ -29,7 +29,7 @@ def test_users_add_list_key_disable(tmp_path: Path) -> None:
 
     async def who() -> str:
         async with CityBrain(Settings(store=store), components=["citybrain.trust"]) as rt:
-            return str((await rt.services["auth"].identify(key)).actor)
+            return str((await rt.ports.auth.identify(key)).actor)
 
     assert asyncio.run(who()) == "department_handler:transport:zhao"
     assert run.invoke(users_app, ["disable", "zhao", "--store", store]).exit_code == 0

@@ -51,7 +51,7 @@ async def test_grant_lifecycle_fields_area_and_provenance(city: City) -> None:
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     assert meta["citybrain.grant"] == gid and meta["citybrain.dataset"] == "traffic-flow"
     # every download is a ledger entry naming who, what, how many, which grant
-    ledger = city.rt.services["ledger"]
+    ledger = city.rt.ports.ledger
     await ledger.flush()
     entries = [orjson.loads(e) for _, e in await ledger.log.entries(0, ledger.log.size)]
     access = [e for e in entries if e["type"] == "data.access"]

@@ -38,7 +38,7 @@ async def headers_of(city: City, name: str, role: str, place: str) -> dict[str, 
 
 async def test_scoped_subscription_sees_only_its_area(city: City) -> None:
     capture = Capture()
-    city.rt.services["ngsi_notifier"].client = capture
+    city.rt.ports.ngsi_notifier.client = capture
     c = city.client
     scoped = await headers_of(city, "c1-op", "city_operator", C1)
     sub = {"type": "Subscription", "entities": [{"type": "TrafficFlowObserved"}], "watchedAttributes": ["intensity"]}
