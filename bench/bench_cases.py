@@ -91,7 +91,7 @@ async def through_api(tmp: Path, count: int, concurrency: int) -> dict[str, Any]
 
 async def direct(tmp: Path, count: int, concurrency: int) -> dict[str, Any]:
     rt = await runtime(tmp, "direct")
-    desk = rt.services["cases"]
+    desk = rt.ports.cases
     sem = asyncio.Semaphore(concurrency)
 
     async def one(body: dict[str, Any]) -> None:
@@ -116,7 +116,7 @@ async def alert_latency(tmp: Path, count: int, rate: float) -> dict[str, Any]:
 
         ev = decode_event(msg.data)
         if ev.data.get("step") == "dispatch":
-            case = await rt.services["cases"].read(ev.data["case"])
+            case = await rt.ports.cases.read(ev.data["case"])
             for src in case["sources"] if case else []:
                 done.setdefault(src["ref"], time.perf_counter())
 
@@ -175,7 +175,7 @@ async def observation_latency(tmp: Path, rate: int, seconds: float, communities:
                                                      "place": f"urn:ngsi-ld:Community:o{k}"}})
         await rt.execute("entity.write", {"entity": {"id": f"urn:ngsi-ld:AirQualityObserved:o{k}",
                                                      "type": "AirQualityObserved", "place": f"urn:ngsi-ld:Grid:o{k}"}})
-    ingest = rt.services["ingest"]
+    ingest = rt.ports.ingest
     triggered: dict[str, float] = {}
     dispatched: dict[str, float] = {}
 

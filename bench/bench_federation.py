@@ -79,7 +79,7 @@ async def nodes(tmp: str, url: str) -> tuple[CityBrain, CityBrain]:
     await city.start()
     await comm.start()
     for _ in range(2000):  # polling is the point: this measures, it does not wait on a signal
-        if "c1" in city.services["federation"].known:
+        if "c1" in city.ports.federation.known:
             break
         await asyncio.sleep(0.05)
     return city, comm
@@ -87,7 +87,7 @@ async def nodes(tmp: str, url: str) -> tuple[CityBrain, CityBrain]:
 
 async def applied(city: CityBrain, target: int) -> float:
     """Wait until the city applied `target` messages from c1; return when (perf_counter)."""
-    receiver = city.services["federation"].receiver
+    receiver = city.ports.federation.receiver
     for _ in range(10**7):
         if receiver.last.get("c1", 0) >= target:
             break
@@ -97,13 +97,13 @@ async def applied(city: CityBrain, target: int) -> float:
 
 async def federation(city: CityBrain, comm: CityBrain, n: int) -> dict[str, Any]:
     """Queue n messages while the link is cut, restore it, time until all are applied at the city."""
-    fed = comm.services["federation"]
+    fed = comm.ports.federation
     await fed.link.cut()
     ctx = comm.context("bench")
     for start in range(0, n, 500):
         await comm.store.apply([fed.up_op("report", {"text": "bench", "data": {"n": i}}, ctx)
                                 for i in range(start, min(n, start + 500))])
-    target = city.services["federation"].receiver.last.get("c1", 0) + n
+    target = city.ports.federation.receiver.last.get("c1", 0) + n
     t0 = time.perf_counter()
     await fed.link.restore()
     t1 = await applied(city, target)
@@ -112,7 +112,7 @@ async def federation(city: CityBrain, comm: CityBrain, n: int) -> dict[str, Any]
 
 async def catch_up(city: CityBrain, comm: CityBrain, rate: float, seconds: float) -> dict[str, Any]:
     """Partition for `seconds` while committing reports at `rate`/s; time the catch-up after restore."""
-    fed = comm.services["federation"]
+    fed = comm.ports.federation
     await fed.link.cut()
     count = int(rate * seconds)
     t_start = time.perf_counter()
@@ -123,7 +123,7 @@ async def catch_up(city: CityBrain, comm: CityBrain, rate: float, seconds: float
             await asyncio.sleep(delay)
     produced_in = time.perf_counter() - t_start
     backlog = sum((await fed.outbox.backlog()).values())
-    target = city.services["federation"].receiver.last.get("c1", 0) + count
+    target = city.ports.federation.receiver.last.get("c1", 0) + count
     t0 = time.perf_counter()
     await fed.link.restore()
     t1 = await applied(city, target)

@@ -103,7 +103,7 @@ async def bench_access_overhead(requests: int = 300) -> dict[str, Any]:
             await rt.execute("entity.write", {"entity": {"id": sensor, "type": "AirQualityObserved",
                                                          "attrs": {"pm25": {"type": "Property", "value": 35}}}})
             app = create_app(rt, manage_runtime=False)
-            ledger = rt.services["ledger"]
+            ledger = rt.ports.ledger
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
                 async def get() -> None:
                     r = await c.get(f"/ngsi-ld/v1/entities/{sensor}")

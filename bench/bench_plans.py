@@ -45,12 +45,12 @@ async def plan_latency(tmp: Path) -> dict[str, Any]:
         await load_demo_city(rt, "small")
         await settle(rt)
         items = [{"entity": f"urn:ngsi-ld:WeatherObserved:{s}", "attr": "precipitation", "value": 30.0,
-                  "observedAt": "2016-07-20T04:00:00Z", "unitCode": "MMT"} for s in rt.services["places"] and
-                 [e.rsplit(":", 1)[-1] for e in rt.services["directory"].types if ":WeatherObserved:" in e]]
-        coms = len(rt.services["places"].of_type("Community"))
+                  "observedAt": "2016-07-20T04:00:00Z", "unitCode": "MMT"} for s in rt.ports.places and
+                 [e.rsplit(":", 1)[-1] for e in rt.ports.directory.types if ":WeatherObserved:" in e]]
+        coms = len(rt.ports.places.of_type("Community"))
         expected = len(DEPTS) + coms
         began = time.perf_counter()
-        await rt.services["ingest"].submit(items, rt.context("bench"), "bench")
+        await rt.ports.ingest.submit(items, rt.context("bench"), "bench")
         while len(await rt.store.list_docs("plan_tasks", limit=100_000)) < expected:  # noqa: ASYNC110
             await asyncio.sleep(0.001)
         ours = time.perf_counter() - began

@@ -75,7 +75,7 @@ async def throughput(rt: CityBrain, n: int = 200_000) -> float:
     t0 = datetime(2016, 12, 16, tzinfo=UTC).timestamp()
     rows = [ObservationRow(ids[i % len(ids)], "pm25", iso(datetime.fromtimestamp(t0 + (i // len(ids)) * 60, UTC)),
                            float(random.gauss(80, 20))) for i in range(n)]
-    take = rt.services["situation"].take
+    take = rt.ports.situation.take
     start = time.perf_counter()
     for i in range(0, n, 500):
         await take(rows[i:i + 500])
@@ -100,7 +100,7 @@ async def latency(rt: CityBrain, rate: int, seconds: float) -> dict[str, Any]:
     await rt.bus.subscribe("cb.event.alert.raised", on_alert)
     await rt.bus.subscribe(OBS_ALL, on_obs)
     ids = sensors()
-    ingest = rt.services["ingest"]
+    ingest = rt.ports.ingest
     per_batch = rate // 100
     t0 = datetime(2016, 12, 17, tzinfo=UTC).timestamp()
     tick = 0
@@ -140,7 +140,7 @@ async def main() -> None:
         for detectors in (False, True):
             rt = await city(Path(tmp) / f"t{int(detectors)}", detectors)
             out[f"pipeline_obs_per_s{'_with_detectors' if detectors else '_rules_only'}"] = round(await throughput(rt))
-            out["detector"] = rt.services["rules"].detectors.name
+            out["detector"] = rt.ports.rules.detectors.name
             await rt.stop()
         for rate in (int(x) for x in args.rates.split(",")):
             rt = await city(Path(tmp) / f"lat{rate}", True)

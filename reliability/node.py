@@ -55,12 +55,12 @@ def main() -> None:
     async def provision() -> None:
         from citybrain.mqtt.devices import Device, Mapping
 
-        known = rt.services["directory"].types
+        known = rt.ports.directory.types
         for i in range(args.sensors):
             if sensor_id(i) not in known:
                 await rt.execute("entity.write", {"entity": {"id": sensor_id(i), "type": SENSOR_TYPE},
                                                   "mode": "upsert"})
-        registry = rt.services["devices"]
+        registry = rt.ports.devices
         for i in range(args.devices):
             if registry.find("rel", f"m{i}") is None:
                 await registry.add(Device(device_id=f"m{i}", apikey="rel", entity_type=SENSOR_TYPE,
