@@ -72,7 +72,7 @@ async def test_handlers_skip_a_run_that_ended_since_their_copy_was_read() -> Non
     places = SimpleNamespace(of_type=lambda kind: [SimpleNamespace(id="urn:ngsi-ld:Community:c1")],
                              within=lambda place, area: True)
     desk = SimpleNamespace(runs={"run-1": run}, plans={"rainstorm": SimpleNamespace(reporting=60.0)})
-    rt = SimpleNamespace(services={"plans": desk, "places": places}, execute=execute, context=lambda actor: actor)
+    rt = SimpleNamespace(ports=SimpleNamespace(plans=desk, places=places), execute=execute, context=lambda actor: actor)
     handlers = Handlers(rt)  # type: ignore[arg-type]
     assert await handlers._reports(4_000_000_000.0) == 0
     assert calls == ["plan.report"] and "run-1" not in handlers.last_report
