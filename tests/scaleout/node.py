@@ -1,4 +1,5 @@
-"""One citybrain node as several real `citybrain serve` processes on one PostgreSQL schema and one JetStream.
+"""One citybrain node as real `citybrain serve` processes: several on one PostgreSQL schema and one JetStream,
+or one on a SQLite file with the in-process bus (`Node(..., bus="memory")`, the one-process deployment).
 
 `Node(...)` holds the node's shared configuration (store URL, bus stream and subject prefix, node id, lease
 TTL, auth) and a temporary working directory that every process runs in (so that secrets kept next to a
@@ -6,6 +7,10 @@ PostgreSQL store, var/<node_id>.*, are shared as on one host). `start(n)` starts
 `stop(i)` ends one gracefully (SIGTERM), `kill(i)` with SIGKILL, `restart(i)` starts it again with the same
 process id and port. `node.rr` sends each request to the next live process (round robin); `node.at(i)` talks
 to one. `wait_all(check)` polls until a condition holds on every live process.
+
+With one process, `at(i)`, `stop(i)`, `kill(i)`, `restart(i)` and `cluster(i)` take i modulo the number of
+processes, so a scenario written for three processes talks to the one process whatever index it uses; `rr`
+sends everything to it too. `restart(i)` starts it again on the same SQLite file.
 
 `Node(..., mqtt=True)` connects the processes to the MQTT broker (CITYBRAIN_TEST_MQTT, default
 127.0.0.1:1883) with a topic root of their own (`node.mqtt_prefix`, devices publish on
@@ -32,6 +37,7 @@ from typing import Any, TypeVar
 import httpx
 
 NATS_URL = os.environ.get("CITYBRAIN_TEST_NATS_URL", "nats://127.0.0.1:4222")
+THREE_PG_NATS, ONE_SQLITE = "3-pg-nats", "1-sqlite"  # the deployments every scenario may run on
 MQTT_HOST, _, _MQTT_PORT = os.environ.get("CITYBRAIN_TEST_MQTT", "127.0.0.1:1883").partition(":")
 MQTT_PORT = int(_MQTT_PORT or 1883)
 T = TypeVar("T")
@@ -209,9 +215,10 @@ class Node:
 
     def __init__(self, workdir: Path, store: str, *, node_id: str | None = None, auth: str = "off",
                  lease_ttl: float = 3.0, partitions: int = 8, env: dict[str, str] | None = None,
-                 timeout: float = 20.0, mqtt: bool = False) -> None:
+                 timeout: float = 20.0, mqtt: bool = False, bus: str = NATS_URL) -> None:
         self.workdir = workdir
         self.store = store
+        self.bus = bus  # NATS_URL, or "memory" (one process only: the in-process bus is not shared)
         self.node_id = node_id or fresh_token("n")
         self.stream = fresh_token("SCALEOUT_").upper()
         self.prefix = fresh_token("t")
@@ -237,7 +244,7 @@ class Node:
     # configuration ------------------------------------------------------------------------------
     def settings_env(self) -> dict[str, str]:
         """Return the CITYBRAIN_* variables every process of the node shares."""
-        env = {"CITYBRAIN_STORE": self.store, "CITYBRAIN_BUS": NATS_URL, "CITYBRAIN_BUS_STREAM": self.stream,
+        env = {"CITYBRAIN_STORE": self.store, "CITYBRAIN_BUS": self.bus, "CITYBRAIN_BUS_STREAM": self.stream,
                "CITYBRAIN_BUS_PREFIX": self.prefix, "CITYBRAIN_NODE_ID": self.node_id,
                "CITYBRAIN_HOST": "127.0.0.1", "CITYBRAIN_LEASE_TTL": str(self.lease_ttl),
                "CITYBRAIN_PARTITIONS": str(self.partitions), "CITYBRAIN_AUTH": self.auth,
@@ -253,9 +260,32 @@ class Node:
         for p in self.procs:
             p.http.headers["Authorization"] = self.headers["Authorization"]
 
+    @property
+    def on_nats(self) -> bool:
+        """True when the node's bus is NATS JetStream (False: the in-process bus of one process)."""
+        return self.bus != "memory"
+
+    @property
+    def on_postgres(self) -> bool:
+        """True when the node's store is PostgreSQL (False: a SQLite file)."""
+        return self.store.startswith(("postgresql://", "postgres://"))
+
+    def node_file(self, suffix: str) -> Path:
+        """Return the path of a node file a process keeps beside its store (as citybrain.nodekeys.node_file):
+        var/<node_id><suffix> in the working directory for PostgreSQL, <store file><suffix> for SQLite."""
+        if self.on_postgres:
+            return self.workdir / "var" / f"{self.node_id}{suffix}"
+        return Path(self.store + suffix)
+
     # processes ------------------------------------------------------------------------------------
+    def proc(self, i: int) -> Proc:
+        """Return process i (i modulo the number of processes, so that index 2 is the one process of a node
+        of one)."""
+        return self.procs[i % len(self.procs)]
+
     def start(self, n: int = 3, timeout: float = 90.0) -> None:
         """Start processes p1 … pn at once and wait until each answers /-/health."""
+        assert n == 1 or self.on_nats, "several processes need a shared bus (NATS), not the in-process one"
         while len(self.procs) < n:
             self.procs.append(Proc(self, len(self.procs)))
         for p in self.procs[:n]:
@@ -266,7 +296,7 @@ class Node:
 
     def stop(self, i: int, timeout: float = 30.0) -> int | None:
         """Stop process i gracefully (SIGTERM) and return its exit code."""
-        p = self.procs[i]
+        p = self.proc(i)
         p.signal(signal.SIGTERM)
         code = p.wait_exit(timeout)
         assert code is not None, f"{p.process_id} did not stop within {timeout:g} s of SIGTERM:\n{p.tail()}"
@@ -274,15 +304,15 @@ class Node:
 
     def kill(self, i: int) -> None:
         """Kill process i with SIGKILL (no shutdown code runs)."""
-        p = self.procs[i]
+        p = self.proc(i)
         p.signal(signal.SIGKILL)
         p.wait_exit(10)
 
     def restart(self, i: int, timeout: float = 90.0) -> None:
         """Start process i again (same process id and port) and wait until it is healthy."""
-        p = self.procs[i]
+        p = self.proc(i)
         if p.alive:
-            self.stop(i)
+            self.stop(p.index)
         p.launch()
         p.wait_ready(timeout)
 
@@ -292,7 +322,7 @@ class Node:
 
     def at(self, i: int) -> httpx.Client:
         """Return the HTTP client of process i."""
-        return self.procs[i].http
+        return self.proc(i).http
 
     def which(self, response: httpx.Response) -> int:
         """Return the index of the process that answered `response`."""
@@ -354,7 +384,8 @@ class Node:
         """Stop every process, then delete the node's stream and lease bucket (and its MQTT sessions)."""
         for p in self.procs:
             p.close()
-        asyncio.run(delete_bus(self.stream))
+        if self.on_nats:
+            asyncio.run(delete_bus(self.stream))
         if self.mqtt_url:
             asyncio.run(delete_mqtt_sessions(self.mqtt_session_ids()))
 

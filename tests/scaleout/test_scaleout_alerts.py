@@ -11,7 +11,7 @@ import pytest
 from scaleout import city
 from scaleout.node import Node
 
-pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]  # postgres, nats: on the 3-pg-nats deployment (conftest.py)
 
 # 2.8 mm every 10 minutes for 200 minutes: the 3-hour sum passes 50 mm (rainstorm orange, CMA signal) while
 # no hour reaches 20 mm (so the short-heavy-rain rule stays quiet and only the rainstorm rule fires)
@@ -74,7 +74,7 @@ def test_rain_across_the_threshold_raises_one_alert_and_one_case(node: Node) -> 
         assert r.status_code == 200, f"p{node.which(r) + 1}: {r.status_code} {r.text}"
         assert r.json()["stored"] == 1, r.text
         served.append(node.which(r))
-    assert set(served) == {0, 1, 2}
+    assert set(served) == set(range(len(node.procs))), served  # every process took some
 
     try:
         node.wait_all(lambda c: rainstorm_alerts(c) and alert_cases(c), timeout=20,

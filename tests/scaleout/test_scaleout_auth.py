@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from scaleout.node import Node, wait_for
 
-pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]  # postgres, nats: on the 3-pg-nats deployment (conftest.py)
 
 NODE_OPTIONS: dict[str, Any] = {"auth": "on"}
 REVOCATION_S = 5.0  # the identity cache keeps an entry about 2 s
@@ -28,7 +28,7 @@ def run(node: Node, i: int, command: str, payload: dict[str, Any], key: str) -> 
 
 @pytest.mark.timeout(90)
 def test_bootstrap_key_tokens_and_revocation_work_across_processes(node: Node) -> None:
-    path = node.workdir / "var" / f"{node.node_id}.admin-key"
+    path = node.node_file(".admin-key")  # var/<node id>.admin-key (PostgreSQL), <store>.admin-key (SQLite)
     assert path.exists(), f"no bootstrap admin key at {path}: {sorted(p.name for p in node.workdir.rglob('*'))}"
     admin = path.read_text().strip()
     for i in range(3):

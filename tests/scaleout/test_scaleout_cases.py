@@ -10,7 +10,7 @@ import pytest
 from scaleout import city
 from scaleout.node import Node
 
-pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]  # postgres, nats: on the 3-pg-nats deployment (conftest.py)
 
 SUP, CMD, URBAN = "supervisor:li", "command:wang", "dept:urban:zhao"
 

@@ -1,5 +1,6 @@
 """Deadline escalation happens exactly once per clock and level on a node of three processes, also when the
-process that last wrote the case (and ran the deadline checker) is killed.
+process that last wrote the case (and ran the deadline checker) is killed. On one process (SQLite) the killed
+process is started again on its file and carries on, escalating nothing twice.
 
 Time limits are working or natural hours from the case catalog; to make them seconds the node runs with a
 catalog whose traffic-congestion limit is 7.2 s and whose checker runs every second. `citybrain serve` takes
@@ -20,7 +21,7 @@ import pytest
 from scaleout import city
 from scaleout.node import Node, wait_for
 
-pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]  # postgres, nats: on the 3-pg-nats deployment (conftest.py)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "citybrain" / "cases" / "catalog.yaml"
 LIMIT_H, DISPATCH_H, COMMAND_AFTER_H = 0.002, 0.001, 0.002  # 7.2 s, 3.6 s, 7.2 s
@@ -90,6 +91,8 @@ def test_escalation_exactly_once_even_when_the_last_writer_dies(town: Node) -> N
     kept = report(node, other, (3, 0), "堵车 jam at the bridge")
     node.kill(holder)
     started = time.monotonic()
+    if len(node.procs) == 1:  # no survivor: the one process comes back on its SQLite file and carries on
+        node.restart(holder)
 
     def done() -> list[dict[str, Any]]:
         cases = [node.rr.get(f"/api/v1/cases/{cid}").json() for cid in (doomed, kept)]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from scaleout.node import Node, fresh_token
 
-pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]  # postgres, nats: on the 3-pg-nats deployment (conftest.py)
 
 ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
 

@@ -30,6 +30,10 @@ from services import pg_schema_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
 
+# 3-process only: federation between a city node of three processes (the sender or receiver process killed,
+# the others taking over) and a community node, which also gets a PostgreSQL schema and a stream of its own.
+DEPLOYMENTS = ("3-pg-nats",)
+
 PREFIX = fresh_token("fed")  # federation subjects <PREFIX>.up.> / <PREFIX>.down.>, stream <PREFIX>_FED
 AREA = "urn:ngsi-ld:Community:m1"  # a community of the test city (scaleout/city.py), in district d1
 DISTRICT = "urn:ngsi-ld:District:d1"

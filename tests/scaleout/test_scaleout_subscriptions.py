@@ -8,7 +8,7 @@ import pytest
 from scaleout.node import Node, fresh_token
 from scaleout.receiver import Receiver
 
-pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]  # postgres, nats: on the 3-pg-nats deployment (conftest.py)
 
 SETTLE = 2.0  # seconds to wait for notifications that should not come
 

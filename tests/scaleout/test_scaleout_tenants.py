@@ -3,7 +3,8 @@
 A tenant is a PostgreSQL schema of the node's database behind a small runtime per process; the tenant's
 runtimes on the node's processes share one bus (the node's NATS server, on a stream and subject prefix of the
 tenant's own), so an entity or subscription changed through one process is current on the others and each
-change is notified once.
+change is notified once. On one process with SQLite a tenant is the file <store>.<tenant>.db beside the
+node's, on the in-process bus.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from scaleout.node import Node, delete_bus, fresh_token
 from scaleout.receiver import Receiver
 from services import PG_URL
 
-pytestmark = [pytest.mark.postgres, pytest.mark.nats, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]  # postgres, nats: on the 3-pg-nats deployment (conftest.py)
 
 SETTLE = 2.0
 
@@ -26,13 +27,16 @@ SETTLE = 2.0
 @pytest.fixture
 def tenant(node: Node) -> Iterator[str]:
     """A tenant name of this test. Afterwards the node's processes stop, then the tenant's schema (tenant
-    schemas live in the database, beside the node's) and its stream and lease bucket are deleted."""
+    schemas live in the database, beside the node's) and its stream and lease bucket are deleted; on SQLite
+    the tenant's file <store>.<tenant>.db goes with the working directory."""
     name = fresh_token("ten")
     yield name
     node.close()
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "cb_tenant_{name}" CASCADE')
-    asyncio.run(delete_bus(f"{node.stream}_T_{name}"))
+    if node.on_postgres:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "cb_tenant_{name}" CASCADE')
+    if node.on_nats:
+        asyncio.run(delete_bus(f"{node.stream}_T_{name}"))
 
 
 @pytest.mark.timeout(120)
