@@ -24,8 +24,8 @@ import orjson
 from citybrain.bus import Message
 from citybrain.clock import FakeClock, iso
 from citybrain.config import Settings
-from citybrain.ingest.observations import OBS_ALL
 from citybrain.model.entity import ObservationRow
+from citybrain.obs import OBS_ALL
 from citybrain.runtime import CityBrain
 
 RULES = """rules:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from citybrain.errors import ValidationError
 
@@ -114,3 +115,34 @@ def parse_time(value: str, field: str = "observedAt") -> datetime:
 def normalise_time(value: str, field: str = "observedAt") -> str:
     """Validate an ISO 8601 timestamp and return it in citybrain's canonical UTC form."""
     return iso(parse_time(value, field))
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: Any) -> float | None:
+    """Return seconds for '30s', '10m', '6h', '2d' (or a bare number of seconds); None when invalid."""
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int | float):
+        return float(text) if text > 0 else None
+    if not isinstance(text, str):
+        return None
+    m = _DURATION.match(text)
+    return float(m.group(1)) * _UNIT[m.group(2)] if m else None
+_EPOCH_CACHE: dict[str, float] = {}
+
+
+def epoch(observed_at: str) -> float:
+    """Return epoch seconds of a canonical UTC timestamp (cached: replays repeat the same hours)."""
+    ts = _EPOCH_CACHE.get(observed_at)
+    if ts is None:
+        ts = datetime.fromisoformat(observed_at).timestamp()
+        if len(_EPOCH_CACHE) > 20_000:  # bounded: ~2 MB; a replay repeats far fewer distinct instants
+            _EPOCH_CACHE.clear()
+        _EPOCH_CACHE[observed_at] = ts
+    return ts
+
+
+def iso_of(ts: float) -> str:
+    """Return canonical UTC ISO 8601 for epoch seconds."""
+    return iso(datetime.fromtimestamp(ts, UTC))

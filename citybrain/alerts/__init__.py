@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from citybrain.alerts.book import COLLECTION, OPEN, SUPPRESSIONS, AlertBook, restore
-from citybrain.clock import normalise_time
+from citybrain.clock import epoch, normalise_time
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
 from citybrain.errors import Conflict, NotFound, ValidationError
 from citybrain.ports import Ports
-from citybrain.rules.spec import LEVELS, SEVERITY
-from citybrain.situation.stats import epoch
+from citybrain.signals import LEVELS, SEVERITY
 from citybrain.store import PutDoc
 from citybrain.store.base import Doc
 

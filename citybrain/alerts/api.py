@@ -14,11 +14,11 @@ from fastapi.responses import StreamingResponse
 from citybrain.alerts.book import COLLECTION, AlertBook
 from citybrain.api.routes import actor_of, json, read_json, rt_of
 from citybrain.bus import Message
+from citybrain.confine import confine
 from citybrain.errors import NotFound
 from citybrain.events import decode_event
 from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
-from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 

@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from citybrain.bus import Message
+from citybrain.clock import epoch, iso_of
 from citybrain.context import Context, new_id
 from citybrain.errors import Conflict
 from citybrain.events import decode_event
-from citybrain.rules.spec import RANK, SEVERITY, Signal
-from citybrain.situation.outbox import Outbox
-from citybrain.situation.stats import epoch, iso_of
+from citybrain.outbox import Outbox
+from citybrain.signals import RANK, SEVERITY, Signal
 from citybrain.store import PutDoc
 from citybrain.store.base import Doc
 
 if TYPE_CHECKING:
+    from citybrain.obs import Located
     from citybrain.runtime import CityBrain
-    from citybrain.situation import Located
 
 COLLECTION = "alerts"
 SUPPRESSIONS = "alert_suppressions"

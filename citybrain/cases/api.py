@@ -12,9 +12,9 @@ from citybrain.cases.deadlines import check_deadlines
 from citybrain.cases.desk import desk_of
 from citybrain.cases.matters import citizen_status
 from citybrain.cases.model import role_of
+from citybrain.confine import confine
 from citybrain.errors import Forbidden, NotFound, ValidationError
 from citybrain.runtime import CityBrain
-from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/api/v1", tags=["cases"])
 

@@ -65,8 +65,8 @@ def mount_stream(app: FastAPI, rt: CityBrain) -> Relay:
     @app.get("/api/v1/stream", tags=["dashboard"])
     async def stream(request: Request, scope: str | None = None) -> StreamingResponse:
         """Live events (alerts, risk, cases, modes, directives) as server-sent events."""
+        from citybrain.confine import confine, scope_of
         from citybrain.errors import Forbidden
-        from citybrain.trust.middleware import confine, scope_of
 
         own = scope_of(request)  # `scope` is not one of the place parameters the trust middleware checks
         places = rt.ports.places

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from citybrain.confine import confine
 from citybrain.dashboard.apidocs import mount as mount_apidocs
 from citybrain.dashboard.stream import mount_stream
 from citybrain.errors import NotFound
@@ -19,7 +20,6 @@ from citybrain.model.types import OBSERVATION_TYPES, PLACE_LEVELS
 from citybrain.ports import Port, Ports
 from citybrain.runtime import CityBrain
 from citybrain.store import EntityQuery
-from citybrain.trust.middleware import confine
 
 STATIC = Path(__file__).parent / "static"
 

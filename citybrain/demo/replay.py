@@ -19,7 +19,7 @@ from citybrain.clock import parse_time
 from citybrain.demo import catalog, series
 
 if TYPE_CHECKING:
-    from citybrain.ingest.observations import IngestReport
+    from citybrain.obs import IngestReport
     from citybrain.runtime import CityBrain
 
 SOURCE = "demo-replay"

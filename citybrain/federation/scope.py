@@ -103,8 +103,8 @@ class AreaScope:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.rt.settings.area:
-            from citybrain.trust.identity import Identity
-            from citybrain.trust.middleware import check_area
+            from citybrain.confine import check_area
+            from citybrain.identity import Identity
             from citybrain.trust.policy import family_of
 
             family = family_of(scope["path"]) or "model"

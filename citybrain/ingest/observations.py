@@ -13,7 +13,6 @@ from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 import orjson
 
 from citybrain.clock import normalise_time
@@ -21,19 +20,14 @@ from citybrain.commands import Outcome
 from citybrain.context import Context
 from citybrain.errors import ValidationError
 from citybrain.model.entity import ObservationRow
+from citybrain.obs import IngestReport, ObservationBatch, Rejection, encode_rows, obs_subject
 from citybrain.store import WriteObservations
 
 if TYPE_CHECKING:
     from citybrain.model.commands import Directory
     from citybrain.runtime import CityBrain
 
-OBS_SUBJECT = "cb.obs"  # observation batches are published on cb.obs.<partition>
-OBS_ALL = "cb.obs.>"  # every partition (subscribers that need every batch, e.g. NGSI-LD notifications)
 
-
-def obs_subject(partition: int) -> str:
-    """Return the subject of one pipeline partition's observation batches."""
-    return f"{OBS_SUBJECT}.{partition}"
 _ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER = (int, float)
 _good_attrs: set[str] = set()  # attribute names that passed _ATTR (bounded)
@@ -49,43 +43,6 @@ def _observed_at(value: Any) -> str:
         except ValueError:
             pass
     return normalise_time(value, "observedAt")
-
-
-class Rejection(msgspec.Struct, kw_only=True):
-    """Why one submitted observation was not stored."""
-
-    index: int
-    field: str
-    error: str
-
-
-class IngestReport(msgspec.Struct, kw_only=True):
-    """What happened to a submitted batch."""
-
-    stored: int = 0
-    rejected: list[Rejection] = []
-    by_type: dict[str, int] = {}
-
-
-class ObservationBatch(msgspec.Struct, kw_only=True):
-    """The observations.ingest command: raw items as received, plus where they came from."""
-
-    items: list[Any]
-    source: str = "api"
-
-
-_batch_encoder = msgspec.json.Encoder()
-_batch_decoder = msgspec.json.Decoder(list[ObservationRow])
-
-
-def encode_rows(rows: list[ObservationRow]) -> bytes:
-    """Serialise observation rows for the bus (compact arrays)."""
-    return _batch_encoder.encode(rows)
-
-
-def decode_rows(data: bytes) -> list[ObservationRow]:
-    """Parse rows published by encode_rows."""
-    return _batch_decoder.decode(data)
 
 
 def _check_value(value: Any, field: str) -> Any:

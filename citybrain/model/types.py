@@ -50,3 +50,8 @@ def level_of(entity_type: str) -> int | None:
         return PLACE_LEVELS.index(entity_type)
     except ValueError:
         return None
+
+
+def known_quantities() -> set[str]:
+    """Return the quantity names a rule may use without declaring them."""
+    return set(QUANTITY_UNITS) | {"windDirection", "waterLevel", "noise", "humidity", "relativeHumidity"}

@@ -16,7 +16,8 @@ import orjson
 from citybrain.bus import Message
 from citybrain.commands import Outcome
 from citybrain.context import Context
-from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound, ValidationError
+from citybrain.emergency import LEVELS, MODES, ROLES, normal_level, require_role
+from citybrain.errors import CityBrainError, Conflict, NotFound, ValidationError
 from citybrain.ports import Ports
 from citybrain.store import PutDoc
 
@@ -24,11 +25,6 @@ if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
 
 COLLECTION = "modes"
-MODES: tuple[str, ...] = ("normal", "watch", "emergency", "recovery")
-LEVELS: tuple[str, ...] = ("IV", "III", "II", "I")  # lowest first: IV 一般, III 较大, II 重大, I 特别重大
-LEVEL_ALIASES: dict[str, str] = {"4": "IV", "3": "III", "2": "II", "1": "I", "Ⅳ": "IV", "Ⅲ": "III", "Ⅱ": "II",
-                                 "Ⅰ": "I", "iv": "IV", "iii": "III", "ii": "II", "i": "I"}
-ROLES: tuple[str, ...] = ("command_centre", "city_operator", "admin", "system")
 # from -> modes it may go to (emergency -> emergency is a level change)
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "normal": ("watch", "emergency"),
@@ -43,26 +39,6 @@ def severity(mode: str, level: str | None) -> int:
     if mode == "emergency":
         return 3 + LEVELS.index(level or "IV")
     return {"normal": 0, "recovery": 1, "watch": 2}.get(mode, 0)
-
-
-def normal_level(level: Any) -> str | None:
-    """Return a level as IV/III/II/I (accepting 1–4 and Roman numerals); None when absent."""
-    if level is None or level == "":
-        return None
-    text = str(level).strip()
-    text = LEVEL_ALIASES.get(text, LEVEL_ALIASES.get(text.lower(), text.upper()))
-    if text not in LEVELS:
-        raise ValidationError(f"level: {level!r} is not one of IV, III, II, I", field="level")
-    return text
-
-
-def require_role(ctx: Context, command: str, roles: tuple[str, ...] = ROLES) -> str:
-    """Raise Forbidden unless the actor's role (the part before the first colon) may run the command."""
-    role = ctx.actor.split(":", 1)[0]
-    if role not in roles:
-        raise Forbidden(f"{command} needs role {', '.join(r for r in roles if r != 'system')}; "
-                        f"{ctx.actor!r} is {role!r}", field="actor")
-    return role
 
 
 class Declare(msgspec.Struct, kw_only=True):

@@ -37,12 +37,12 @@ from citybrain.clock import parse_time
 from citybrain.context import new_id
 from citybrain.errors import AlreadyExists, Conflict
 from citybrain.events import decode_event
-from citybrain.ingest.observations import OBS_ALL, decode_rows
 from citybrain.ngsi.convert import entity_out
 from citybrain.ngsi.geo import GeoPredicate
 from citybrain.ngsi.http import JSONLD_REL, context_value
 from citybrain.ngsi.ldcontext import ActiveContext
 from citybrain.ngsi.query import Predicate
+from citybrain.obs import OBS_ALL, decode_rows
 from citybrain.ports import Ports
 from citybrain.store import Doc, PutDoc
 

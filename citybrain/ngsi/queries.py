@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from citybrain.confine import confine
 from citybrain.model.entity import Entity
 from citybrain.ngsi.convert import entity_out, split_key
 from citybrain.ngsi.entities import body_and_context, names
@@ -35,7 +36,6 @@ from citybrain.ngsi.query import parse_q
 from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 from citybrain.store import EntityQuery
-from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 MAX_LIMIT = 10000

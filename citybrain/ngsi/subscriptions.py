@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request, Response
 
 from citybrain.bus import Message
 from citybrain.clock import normalise_time
+from citybrain.confine import confine
 from citybrain.context import new_id
 from citybrain.errors import CityBrainError
 from citybrain.events import decode_event
@@ -32,7 +33,6 @@ from citybrain.ngsi.query import Predicate, parse_q
 from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 from citybrain.store import Doc
-from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 COLLECTION = "ngsi_subscriptions"

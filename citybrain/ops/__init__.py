@@ -41,7 +41,7 @@ class Listeners:
 
     async def start(self) -> None:
         """Subscribe to stored observations and case escalations (best effort)."""
-        from citybrain.ingest.observations import OBS_ALL
+        from citybrain.obs import OBS_ALL
 
         for subject, handler in ((OBS_ALL, self.on_obs), (ESCALATE_SUBJECT, self.on_escalate)):
             try:
@@ -55,7 +55,7 @@ class Listeners:
         if now < self._next_sample:
             return
         self._next_sample = now + 1.0
-        from citybrain.ingest.observations import decode_rows
+        from citybrain.obs import decode_rows
 
         try:
             newest = max(row.observed_at for row in decode_rows(msg.data))

@@ -21,6 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from citybrain.bus import Message
+from citybrain.clock import epoch
 from citybrain.errors import CityBrainError
 from citybrain.events import decode_event
 from citybrain.plans import commands as c
@@ -29,11 +30,10 @@ from citybrain.plans.loader import PlanFileError, library, load_plan, parse_plan
 from citybrain.plans.spec import Plan
 from citybrain.plans.triggers import Judge, Tracker
 from citybrain.ports import Ports
-from citybrain.situation.stats import epoch
 
 if TYPE_CHECKING:
+    from citybrain.obs import Located
     from citybrain.runtime import CityBrain
-    from citybrain.situation import Located
 
 __all__ = ["PlanDesk", "PlanFileError", "library", "load_plan", "parse_plan", "setup"]
 log = logging.getLogger("citybrain.plans")
@@ -154,7 +154,7 @@ class PlanDesk:
                 await self.rt.execute("plan.close", {"run": run["id"]}, self.rt.context(AUTOMATION))
 
     async def _triggers(self, plan: Plan, area: str, run: dict[str, Any] | None, now: float) -> None:
-        from citybrain.modes import LEVELS
+        from citybrain.emergency import LEVELS
 
         best: tuple[str, str, list[str]] | None = None
         for t in plan.triggers:

@@ -8,8 +8,8 @@ import msgspec
 
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
+from citybrain.emergency import LEVELS, ROLES, normal_level, require_role
 from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound, ValidationError
-from citybrain.modes import LEVELS, ROLES, normal_level, require_role
 from citybrain.plans import effects, tasks
 from citybrain.ports import Ports
 from citybrain.store import PutDoc

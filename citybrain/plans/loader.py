@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from citybrain.clock import parse_duration
 from citybrain.errors import ValidationError
 from citybrain.plans.spec import (
     AlertCond,
@@ -19,8 +20,7 @@ from citybrain.plans.spec import (
     Task,
     Trigger,
 )
-from citybrain.rules.spec import LEVELS as COLOURS
-from citybrain.rules.spec import parse_duration
+from citybrain.signals import LEVELS as COLOURS
 from citybrain.yamlscalar import construct
 
 LIBRARY = Path(__file__).with_name("library")
@@ -52,14 +52,9 @@ def known_departments() -> set[str]:
 
 
 def _quantities() -> set[str]:
-    try:
-        from citybrain.rules import known_quantities
+    from citybrain.model.types import known_quantities
 
-        return known_quantities()
-    except ImportError:  # rules component absent: accept the demo's quantities
-        from citybrain.demo.series import UNITS
-
-        return set(UNITS)
+    return known_quantities()
 
 
 def _plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:

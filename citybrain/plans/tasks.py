@@ -16,8 +16,8 @@ import msgspec
 from citybrain.clock import iso
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
+from citybrain.emergency import LEVELS
 from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound
-from citybrain.modes import LEVELS
 from citybrain.plans.spec import Plan, Task
 from citybrain.ports import Ports
 from citybrain.store import PutDoc

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from citybrain.plans.spec import AlertCond, Condition, ObservationCond, RiskCond
 from citybrain.ports import Ports
-from citybrain.rules.spec import RANK
+from citybrain.signals import RANK
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain

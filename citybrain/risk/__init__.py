@@ -20,10 +20,10 @@ import orjson
 
 from citybrain.bus import Message
 from citybrain.events import Event
+from citybrain.outbox import Outbox
 from citybrain.ports import Ports
 from citybrain.risk.factors import Profile, level_of_score, profile_of, vulnerability
-from citybrain.rules.spec import RANK, Signal
-from citybrain.situation.outbox import Outbox
+from citybrain.signals import RANK, Signal
 from citybrain.store import AppendEvent, EntityQuery
 
 if TYPE_CHECKING:

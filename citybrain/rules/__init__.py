@@ -29,17 +29,18 @@ from citybrain.bus import Message
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
 from citybrain.events import decode_event
-from citybrain.model.types import QUANTITY_UNITS
+from citybrain.model.types import known_quantities
 from citybrain.ports import Ports
 from citybrain.rules.detectors import Detectors
 from citybrain.rules.engine import RuleEngine, partition_problems, rules_key
 from citybrain.rules.loader import DEFAULT_FILE, RuleFileError, load_rules, parse_rules
-from citybrain.rules.spec import Rule, Signal
+from citybrain.rules.spec import Rule
+from citybrain.signals import Signal
 from citybrain.store import PutDoc
 
 if TYPE_CHECKING:
+    from citybrain.obs import Located
     from citybrain.runtime import CityBrain
-    from citybrain.situation import Located
 
 __all__ = ["RuleFileError", "load_rules", "parse_rules", "Signal", "SignalHub", "known_quantities"]
 
@@ -51,18 +52,6 @@ OVERRIDE_EVENTS = ("cb.event.command.rules.override", "cb.event.command.rules.re
 # the node judges by it, also one started later or on a machine whose copy of the file differs
 RULE_SETS = "rule_sets"
 RELOAD_EVENT = "cb.event.command.rules.reload"
-
-
-def known_quantities() -> set[str]:
-    """Return the quantity names a rule may use without declaring them."""
-    names = set(QUANTITY_UNITS) | {"windDirection", "waterLevel", "noise", "humidity", "relativeHumidity"}
-    try:
-        from citybrain.demo.series import UNITS
-
-        names |= set(UNITS)
-    except ImportError:
-        pass
-    return names
 
 
 class SignalHub:

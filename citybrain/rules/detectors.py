@@ -13,8 +13,8 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from citybrain.rules.spec import Signal
-from citybrain.situation.stats import iso_of
+from citybrain.clock import iso_of
+from citybrain.signals import Signal
 
 
 class SeriesDetector(Protocol):

@@ -12,19 +12,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from citybrain.rules.spec import (
-    LEVELS,
-    SCOPE_TYPE,
-    Absent,
-    Cond,
-    Count,
-    Group,
-    Rate,
-    Rule,
-    Signal,
-    Threshold,
-)
-from citybrain.situation.stats import Rolling, iso_of
+from citybrain.clock import iso_of
+from citybrain.rules.spec import SCOPE_TYPE, Absent, Cond, Count, Group, Rate, Rule, Threshold
+from citybrain.signals import LEVELS, Signal
+from citybrain.windows import Rolling
 
 _LOOKBACK = 86400.0 * 7  # rate samples older than this are never needed
 

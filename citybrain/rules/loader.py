@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 
+from citybrain.clock import parse_duration
 from citybrain.errors import ValidationError
 from citybrain.rules.spec import (
     DAYS,
-    LEVELS,
     SCOPES,
     STATS,
     Absent,
@@ -24,8 +24,8 @@ from citybrain.rules.spec import (
     Rule,
     Schedule,
     Threshold,
-    parse_duration,
 )
+from citybrain.signals import LEVELS
 from citybrain.yamlscalar import construct
 
 DEFAULT_FILE = Path(__file__).with_name("default.yaml")

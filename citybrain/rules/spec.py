@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Any
 
-import msgspec
-
-# Chinese standard warning levels (预警级别), lowest first, with the Smart Data Models Alert severity each maps to.
-LEVELS: tuple[str, ...] = ("blue", "yellow", "orange", "red")
-SEVERITY: dict[str, str] = {"informational": "informational", "blue": "low", "yellow": "medium",
-                            "orange": "high", "red": "critical"}
-RANK: dict[str, int] = {"none": 0, "informational": 0, "blue": 1, "yellow": 2, "orange": 3, "red": 4}
 SCOPES: tuple[str, ...] = ("sensor", "grid", "community", "subdistrict", "district", "city")
 SCOPE_TYPE: dict[str, str] = {"grid": "Grid", "community": "Community", "subdistrict": "Subdistrict",
                               "district": "District", "city": "City"}
 STATS: tuple[str, ...] = ("value", "mean", "max", "min", "sum", "count")
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: Any) -> float | None:
-    """Return seconds for '30s', '10m', '6h', '2d' (or a bare number of seconds); None when invalid."""
-    if isinstance(text, bool):
-        return None
-    if isinstance(text, int | float):
-        return float(text) if text > 0 else None
-    if not isinstance(text, str):
-        return None
-    m = _DURATION.match(text)
-    return float(m.group(1)) * _UNIT[m.group(2)] if m else None
 
 
 @dataclass(eq=False)
@@ -141,23 +118,3 @@ class Rule:
     pinned: set[str] = field(default_factory=set)  # places its conditions are pinned to
 
 
-class Signal(msgspec.Struct, kw_only=True):
-    """A rule or detector changed its verdict on one unit (sensor or place): the input of risk and alerts."""
-
-    source: str  # "rule" or "detector"
-    source_id: str  # rule id, or "nab:<attr>" for detectors
-    unit: str  # entity id (sensor scope) or place id
-    level: str  # none, informational, blue … red
-    category: str
-    place: str | None  # the grid cell, or the place for place-scope rules
-    community: str | None
-    observed_at: str
-    ts: float
-    quantity: str = ""
-    entity: str | None = None
-    value: Any = None
-    evidence: list[str] = []
-    scope: str = "sensor"
-    score: float = 0.0
-    rule_name: str = ""
-    sub_category: str = ""

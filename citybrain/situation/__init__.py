@@ -23,19 +23,13 @@ import msgspec
 import orjson
 
 from citybrain.bus import Message
+from citybrain.clock import epoch, parse_duration
 from citybrain.model.entity import ObservationRow
-from citybrain.rules.spec import parse_duration
+from citybrain.obs import Located
 from citybrain.situation.partitions import Pipeline
-from citybrain.situation.stats import (
-    PlaceState,
-    Quantity,
-    epoch,
-    merge_states,
-    numeric,
-    state_from_plain,
-    state_to_plain,
-)
+from citybrain.situation.stats import PlaceState, Quantity, merge_states, state_from_plain, state_to_plain
 from citybrain.situation.view import LEVEL_NAMES, View
+from citybrain.windows import numeric
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -45,16 +39,6 @@ __all__ = ["LEVEL_NAMES", "Located", "Situation", "View", "setup"]
 DEFAULT_WINDOWS = {"1h": 3600.0, "24h": 86400.0}
 _encode = msgspec.msgpack.Encoder()
 _decode = msgspec.msgpack.Decoder()
-
-
-class Located:
-    """One observation with its time, numeric value, the places it lies in (level → place id) and its partition."""
-
-    __slots__ = ("row", "ts", "value", "areas", "part")
-
-    def __init__(self, row: ObservationRow, ts: float, value: float | None, areas: dict[str, str],
-                 part: int = 0) -> None:
-        self.row, self.ts, self.value, self.areas, self.part = row, ts, value, areas, part
 
 
 Listener = Callable[[list[Located]], Awaitable[None]]

@@ -9,12 +9,12 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from citybrain.api.routes import json, rt_of
+from citybrain.confine import confine
 from citybrain.errors import NotFound
 from citybrain.ports import Ports
-from citybrain.rules.spec import RANK
 from citybrain.runtime import CityBrain
+from citybrain.signals import RANK
 from citybrain.situation import Situation
-from citybrain.trust.middleware import confine
 
 router = APIRouter(prefix="/api/v1", tags=["situation"])
 

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from citybrain.bus import Message, Subscription
 from citybrain.errors import AlreadyExists, Conflict
-from citybrain.ingest.observations import decode_rows, encode_rows, obs_subject
 from citybrain.model.entity import ObservationRow
+from citybrain.obs import decode_rows, encode_rows, obs_subject
 from citybrain.store import DeleteDoc, PutDoc
 
 if TYPE_CHECKING:

@@ -9,6 +9,7 @@ import msgspec
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from citybrain.api.routes import actor_of, json, read_json, rt_of
+from citybrain.confine import identity_of, scope_of
 from citybrain.errors import Forbidden, NotFound
 from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
@@ -18,7 +19,6 @@ from citybrain.trust.catalog import get_dataset, list_datasets
 from citybrain.trust.data import FORMATS, serve
 from citybrain.trust.grants import GRANTS, Grant, RateLimiter, check_usable, get_grant
 from citybrain.trust.identity import IDENTITIES
-from citybrain.trust.middleware import identity_of, scope_of
 from citybrain.trust.tokens import Unauthorized
 
 router = APIRouter(prefix="/api/v1", tags=["trust"])

@@ -7,8 +7,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from citybrain.errors import AlreadyExists
+from citybrain.identity import Identity
 from citybrain.nodekeys import fingerprint, node_file, pin_node_secret, write_secret
-from citybrain.trust.identity import Directory, Identity, register
+from citybrain.trust.identity import Directory, register
 from citybrain.trust.tokens import Unauthorized, decode, issue
 
 if TYPE_CHECKING:

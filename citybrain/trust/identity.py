@@ -19,6 +19,7 @@ import msgspec
 from citybrain.commands import Outcome
 from citybrain.context import Context
 from citybrain.errors import AlreadyExists, NotFound, ValidationError
+from citybrain.identity import Identity
 from citybrain.ports import Ports
 from citybrain.store.base import PutDoc
 
@@ -31,27 +32,6 @@ ROLES: tuple[str, ...] = (
 )
 IDENTITIES, API_KEYS = "identities", "api_keys"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-
-
-class Identity(msgspec.Struct, kw_only=True, frozen=True):
-    """Who is acting: a user or service account with one role, scoped by department and/or place."""
-
-    name: str
-    role: str
-    kind: Literal["user", "service"] = "user"
-    department: str | None = None
-    place: str | None = None  # place URN: the identity sees only this place and what lies below it
-    disabled: bool = False
-
-    @property
-    def actor(self) -> str:
-        """Return the actor string of contexts, e.g. department_handler:transport:zhao."""
-        scope = self.department or (self.place.rsplit(":", 1)[-1] if self.place else None)
-        return ":".join(p for p in (self.role, scope, self.name) if p)
-
-
-LOCAL_ADMIN = Identity(name="local", role="admin", kind="service")
-ANONYMOUS = Identity(name="anonymous", role="anonymous", kind="service")
 
 
 def role_of(actor: str) -> str:

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from citybrain.clock import FakeClock
+from citybrain.clock import FakeClock, epoch
 from citybrain.config import Settings
 from citybrain.runtime import CityBrain
-from citybrain.situation.stats import epoch
 
 demo = pytest.importorskip("citybrain.demo.city", reason="the demo city (citybrain/demo) is not in this checkout")
 replay = pytest.importorskip("citybrain.demo.replay", reason="the demo replay is not in this checkout")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from citybrain.rules import RuleFileError, known_quantities, load_rules, parse_rules
+from citybrain.model.types import known_quantities
+from citybrain.rules import RuleFileError, load_rules, parse_rules
 
 Q = known_quantities()
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from citybrain.rules import known_quantities, parse_rules
+from citybrain.model.types import known_quantities
+from citybrain.rules import parse_rules
 from citybrain.rules.engine import RuleEngine
-from citybrain.rules.spec import Signal
+from citybrain.signals import Signal
 
 T0 = datetime(2016, 7, 20, 0, 0, tzinfo=UTC).timestamp()  # 08:00 Beijing, a Wednesday
 CELL = {"grid": "g1", "community": "c1", "city": "bj"}

@@ -11,7 +11,7 @@ from risk.test_risk import ingest, make_city, obs  # type: ignore[import-not-fou
 
 from citybrain.api import create_app
 from citybrain.bus import Message
-from citybrain.situation.stats import Rolling
+from citybrain.windows import Rolling
 
 
 def test_rolling_window_is_bucketed_and_slides() -> None:
