@@ -129,6 +129,10 @@ class CasesPort(Protocol):
 
     catalog: Any
 
+    async def find(self, *, state: str | None = None, department: str | None = None, overdue: bool | None = None,
+                   category: str | None = None, queue: str | None = None, channel: str | None = None,
+                   kind: str | None = None, place: str | None = None) -> list[dict[str, Any]]: ...
+
 
 class ModesPort(Protocol):
     """Operating modes per area."""
@@ -160,6 +164,7 @@ class FederationPort(Protocol):
     """City ↔ community messages: directives down, reports up."""
 
     def down_ops(self, target: str, kind: str, payload: dict[str, Any], ctx: Context) -> list[PutDoc]: ...
+    async def area_view(self, within: str | None) -> dict[str, Any]: ...
 
 
 class LedgerPort(Protocol):
@@ -168,6 +173,8 @@ class LedgerPort(Protocol):
     log: Any
     signer: Any
     checkpoint_time: str
+
+    def checkpoint_status(self) -> dict[str, Any]: ...
 
     async def record_access(self, ctx: Context, dataset: str, count: int, grant: str | None,
                             **more: Any) -> None: ...
@@ -181,6 +188,12 @@ class AuthPort(Protocol):
     """Login and identification of requests."""
 
     async def identify(self, credential: str) -> Any: ...
+
+
+class CatalogPort(Protocol):
+    """The data catalog: datasets and their classification."""
+
+    async def list_datasets(self) -> list[Any]: ...
 
 
 class MqttPort(Protocol):
@@ -238,6 +251,7 @@ class Ports:
     ledger: Port[LedgerPort] = Port("the ledger")
     indicators: Port[IndicatorsPort] = Port("the indicator engine")
     auth: Port[AuthPort] = Port("authentication")
+    catalog: Port[CatalogPort] = Port("the data catalog")
     identities: Port[IdentitiesPort] = Port("the identity directory")
     mqtt: Port[MqttPort] = Port("MQTT device ingest")
     devices: Port[DevicesPort] = Port("MQTT device registry")

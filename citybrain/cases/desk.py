@@ -81,6 +81,15 @@ class CaseDesk:
         return self.catalog.category(case["category"])
 
     # documents -------------------------------------------------------------------------------
+    async def find(self, *, state: str | None = None, department: str | None = None, overdue: bool | None = None,
+                   category: str | None = None, queue: str | None = None, channel: str | None = None,
+                   kind: str | None = None, place: str | None = None) -> list[dict[str, Any]]:
+        """Return cases matching every given filter (place: in it or below it), newest first, as stored."""
+        from citybrain.cases import views  # views import this module
+
+        return await views.find(self.rt, state=state, department=department, overdue=overdue, category=category,
+                                queue=queue, channel=channel, kind=kind, place=place)
+
     async def load(self, case_id: str, fresh: bool = False) -> tuple[dict[str, Any], int]:
         """Return (a private copy of) a case document and its version, or raise NotFound (fresh: from the store)."""
         hit = None if fresh else self.cache.get(case_id)

@@ -76,9 +76,7 @@ async def case_board(rt: CityBrain, within: str | None, per_state: int) -> dict[
     """Return the case board: every lifecycle state with its count, overdue count and newest cases.
 
     Overdue cases come first in each column, so none is hidden below the cut."""
-    from citybrain.cases import views
-
-    found = await views.find(rt, place=within)
+    found = await rt.ports.cases.find(place=within)
     columns: dict[str, list[dict[str, Any]]] = {s: [] for s in BOARD_STATES}
     for c in found:
         columns.setdefault(str(c.get("state")), []).append(c)
@@ -111,11 +109,9 @@ def point_of(places: Any, place: str | None) -> tuple[float, float] | None:
 
 async def case_points(rt: CityBrain, within: str | None) -> dict[str, Any]:
     """Return open cases as GeoJSON points (their reported location, else a point of their place)."""
-    from citybrain.cases import views
-
     places = rt.ports.places
     features = []
-    for c in await views.find(rt, place=within):
+    for c in await rt.ports.cases.find(place=within):
         if c.get("state") in FINAL_STATES:
             continue
         loc = c.get("location") or {}
@@ -144,35 +140,6 @@ async def resource_points(rt: CityBrain, within: str | None) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
-def checkpoint_view(rt: CityBrain) -> dict[str, Any]:
-    """Return the latest checkpoint opened and checked: signature by the node's log key, root against the log."""
-    service = rt.ports.find(Ports.ledger)
-    if service is None:
-        return {"available": False}
-    note = service.log.latest
-    out: dict[str, Any] = {"available": True, "log_size": service.log.size, "time": service.checkpoint_time or None,
-                           "note": note or None, "verified": False, "size": None, "root": None, "origin": None}
-    if not note:
-        out["error"] = "no checkpoint has been signed yet"
-        return out
-    from citybrain.ledger.checkpoint import open_checkpoint
-
-    try:
-        cp = open_checkpoint(note, service.signer.verifier()).checkpoint
-    except Exception as exc:  # a note that does not open is reported, not hidden
-        out["error"] = str(exc)
-        return out
-    import base64
-
-    root = base64.b64encode(cp.root).decode()
-    matches = cp.size <= service.log.size and service.log.root(cp.size) == cp.root
-    out.update(origin=cp.origin, size=cp.size, root=root, signature_ok=True, root_matches_log=matches,
-               verified=matches, key=service.signer.name)
-    if not matches:
-        out["error"] = f"root of the log at size {cp.size} differs from the checkpoint"
-    return out
-
-
 async def trend(rt: CityBrain, place: str, attr: str, last: int, max_sensors: int = 60) -> dict[str, Any]:
     """Return an hourly series of `attr` across the sensors in a place: mean, max and sensor count per hour."""
     places = rt.ports.places
@@ -196,52 +163,6 @@ async def trend(rt: CityBrain, place: str, attr: str, last: int, max_sensors: in
     series = [{"time": t, "mean": round(sum(v) / len(v), 3), "max": max(v), "min": min(v), "n": len(v)}
               for t, v in sorted(buckets.items())][-last:]
     return {"place": place, "attr": attr, "unit": unit, "sensors": used, "series": series}
-
-
-async def federation_view(rt: CityBrain, within: str | None) -> dict[str, Any]:
-    """Return an area's reports (newest first) and the directives sent to it with their receipts."""
-    from citybrain.federation.directives import DIRECTIVES, RECEIPTS
-    from citybrain.federation.reports import REPORTS
-
-    fed = rt.ports.find(Ports.federation)
-    if fed is None:
-        return {"available": False, "reports": [], "directives": []}
-    places = rt.ports.places
-
-    def inside(area: Any) -> bool:
-        if not within:
-            return True
-        return isinstance(area, str) and area in places and (places.within(area, within) or places.within(within, area))
-
-    reports = [d.data for d in await rt.store.list_docs(REPORTS, limit=100_000)]
-    reports = [r for r in reports if inside(r.get("area"))]
-    reports.sort(key=lambda r: str(r.get("at") or r.get("received_at") or ""), reverse=True)
-    community = rt.settings.role == "community"
-    area_nodes = {n: d.get("area") for n, d in getattr(fed, "known", {}).items()}
-    done: dict[str, dict[str, dict[str, Any]]] = {}
-    if not community:
-        for r in await rt.store.list_docs(RECEIPTS, limit=100_000):
-            done.setdefault(r.data["directive"], {}).setdefault(r.data["node"], {})[r.data["state"]] = r.data.get("at")
-    directives = []
-    for d in await rt.store.list_docs(DIRECTIVES, limit=100_000):
-        data = d.data
-        if community:
-            nodes = {rt.node_id: {"read": data.get("read_at"), "done": data.get("done_at")}}
-        else:
-            nodes = {n: {"read": done.get(d.id, {}).get(n, {}).get("read"),
-                         "done": done.get(d.id, {}).get(n, {}).get("done")} for n in data.get("nodes", [])}
-            if within:
-                nodes = {n: v for n, v in nodes.items() if inside(area_nodes.get(n))}
-                if not nodes and not inside(data.get("target")):
-                    continue
-        waiting = [n for n, v in nodes.items() if not v["done"]]
-        directives.append({k: data.get(k) for k in ("id", "kind", "text", "target", "due", "issued_at", "actor",
-                                                     "received_at")}
-                          | {"nodes": nodes, "read": sum(1 for v in nodes.values() if v["read"]),
-                             "done": sum(1 for v in nodes.values() if v["done"]), "waiting": waiting})
-    directives.sort(key=lambda x: str(x.get("issued_at") or x.get("received_at") or ""), reverse=True)
-    return {"available": True, "role": rt.settings.role, "reports": reports[:50], "reports_total": len(reports),
-            "directives": directives[:50], "directives_waiting": sum(1 for x in directives if x["waiting"])}
 
 
 def _page(name: str, **data: str) -> HTMLResponse:
@@ -366,7 +287,7 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
     @app.get("/api/v1/dashboard/checkpoint", tags=["dashboard"])
     async def checkpoint(request: Request) -> Response:
         """Return the latest ledger checkpoint checked: tree size, root, time, signature and root verified."""
-        return Response(orjson.dumps(checkpoint_view(rt)), media_type="application/json")
+        return Response(orjson.dumps(ledger.checkpoint_status() if (ledger := rt.ports.find(Ports.ledger)) else {"available": False}), media_type="application/json")
 
     @app.get("/api/v1/dashboard/trend", tags=["dashboard"])
     async def place_trend(request: Request, place: str, attr: str,
@@ -379,7 +300,7 @@ def mount(app: FastAPI, rt: CityBrain) -> None:
     async def federation(request: Request, within: str | None = None) -> Response:
         """Return an area's reports and the directives sent to it, with read / done receipts."""
         within = _known_place(confine(request, within))
-        return Response(orjson.dumps(await federation_view(rt, within)), media_type="application/json")
+        return Response(orjson.dumps(await fed.area_view(within) if (fed := rt.ports.find(Ports.federation)) else {"available": False, "reports": [], "directives": []}), media_type="application/json")
 
     def _known_place(place: str | None) -> str | None:
         if place is not None and place not in rt.ports.places:

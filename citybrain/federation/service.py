@@ -126,6 +126,14 @@ class Federation:
             raise ValidationError("only a community node sends messages up", field="role")
         return self.outbox.op(kind, "parent", "up", payload, ctx)
 
+    async def area_view(self, within: str | None) -> dict[str, Any]:
+        """Return an area's reports (newest first) and the directives sent to it with their receipts."""
+        from citybrain.federation.views import (
+            area_view,  # it reads the collections of modules importing this one
+        )
+
+        return await area_view(self.rt, self, within)
+
     def down_ops(self, target: str, kind: str, payload: dict[str, Any], ctx: Context) -> list[PutDoc]:
         """Return the outbox ops for a downward message to every node the target names."""
         return [self.outbox.op(kind, node, f"down.{node}", payload, ctx) for node in self.resolve(target)]

@@ -234,11 +234,10 @@ async def categories(rec: Records, scope: Scope, routed: bool = False, online: b
 @fn()
 async def datasets(rec: Records, scope: Scope) -> float:
     """Datasets in the data catalog (city-wide)."""
-    if "citybrain.trust" not in rec.rt.components:
+    catalog = rec.rt.ports.find(Ports.catalog)
+    if catalog is None:
         raise NoData("the trust component (data catalog) is not running")
-    from citybrain.trust.catalog import list_datasets
-
-    return float(len(await list_datasets(rec.rt)))
+    return float(len(await catalog.list_datasets()))
 
 
 @fn()

@@ -176,6 +176,27 @@ class LedgerService:
                 pass
             self._task = None
 
+    def checkpoint_status(self) -> dict[str, Any]:
+        """Return the latest checkpoint opened and checked: signature by the node's log key, root against the log."""
+        note = self.log.latest
+        out: dict[str, Any] = {"available": True, "log_size": self.log.size, "time": self.checkpoint_time or None,
+                               "note": note or None, "verified": False, "size": None, "root": None, "origin": None}
+        if not note:
+            out["error"] = "no checkpoint has been signed yet"
+            return out
+        try:
+            cp = open_checkpoint(note, self.signer.verifier()).checkpoint
+        except Exception as exc:  # a note that does not open is reported, not hidden
+            out["error"] = str(exc)
+            return out
+        root = base64.b64encode(cp.root).decode()
+        matches = cp.size <= self.log.size and self.log.root(cp.size) == cp.root
+        out.update(origin=cp.origin, size=cp.size, root=root, signature_ok=True, root_matches_log=matches,
+                   verified=matches, key=self.signer.name)
+        if not matches:
+            out["error"] = f"root of the log at size {cp.size} differs from the checkpoint"
+        return out
+
     async def record_access(self, ctx: Context, dataset: str, count: int, grant: str | None, **more: Any) -> None:
         """Record a data access (who, which dataset, how many records, under which grant) in the ledger."""
         data = {"actor": ctx.actor, "dataset": dataset, "count": count, "grant": grant, **more}

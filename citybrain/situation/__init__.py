@@ -261,8 +261,8 @@ async def setup(rt: CityBrain) -> None:
                if (s := parse_duration(v)) is not None} or None
     throttle = float(extra.get("situation_throttle", 1.0))
     situation = Situation(rt, windows, float(parse_duration(extra.get("situation_live", "2h")) or 7200.0), throttle)
-    # the journal makes a crash lose nothing; an in-process bus dies with the process, so it is off there
-    journal = bool(extra.get("pipeline_journal", rt.settings.bus not in ("memory", "", "memory://")))
+    # the journal makes a crash lose nothing of the live windows, on one process restarted on its store too
+    journal = bool(extra.get("pipeline_journal", True))
     pipeline = Pipeline(rt, situation.take, throttle,
                         float(parse_duration(extra.get("pipeline_checkpoint", 2.0)) or 2.0), situation.home, journal)
     situation.pipeline = pipeline

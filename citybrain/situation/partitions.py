@@ -24,13 +24,15 @@ write names the document version it read, so a process that lost its lease witho
 overwrite the new owner's checkpoint (Conflict: it drops the partition).
 
 Nothing lost across a crash: a batch is acknowledged to the bus only after it is in the state and, with the
-journal on (`pipeline_journal`, default on for a NATS bus), committed to `pipeline_journal` (one write per
+journal on (`pipeline_journal`, on by default), committed to `pipeline_journal` (one write per
 round of batches, group-committed). The next checkpoint deletes the entries it covers, in its transaction.
 A new owner restores the checkpoint, handles the journal entries after it again, then consumes: what the
 dead owner acknowledged is in the checkpoint or the journal, and what it did not is delivered again. The
 ids of the last 512 batches travel with the checkpoint (and the journal), so a batch that is delivered
-again but is in the state already is skipped. Without the journal (in-process bus: the bus dies with the
-process anyway) a crash loses at most `pipeline_checkpoint` seconds of a partition's windows.
+again but is in the state already is skipped. A node of one process on the in-process bus restarted after a
+crash takes its partitions back the same way (tests/scaleout/test_scaleout_restart.py); with the journal off,
+a crash loses up to `pipeline_checkpoint` seconds of a partition's windows (a storm half-seen before the crash
+may then never cross its threshold).
 """
 
 from __future__ import annotations

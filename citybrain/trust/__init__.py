@@ -13,5 +13,6 @@ async def setup(rt: CityBrain) -> None:
     from citybrain.trust import auth, catalog, grants
 
     catalog.register(rt)
+    rt.ports.catalog = catalog.CatalogService(rt)
     grants.register(rt)
     await auth.setup(rt)

@@ -66,6 +66,17 @@ async def list_datasets(rt: CityBrain) -> list[Dataset]:
     return [msgspec.convert(d.data, Dataset) for d in await rt.store.list_docs(DATASETS, limit=10000)]
 
 
+class CatalogService:
+    """The data catalog as other components read it (port `catalog`)."""
+
+    def __init__(self, rt: CityBrain) -> None:
+        self.rt = rt
+
+    async def list_datasets(self) -> list[Dataset]:
+        """Return every dataset, by id."""
+        return await list_datasets(self.rt)
+
+
 async def publish(rt: CityBrain, cmd: Dataset, ctx: Context) -> Outcome:
     """Add or change a dataset in the catalog (data officers and admins)."""
     if role_of(ctx.actor) not in ("admin", "data_officer", "system"):
