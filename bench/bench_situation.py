@@ -4,7 +4,8 @@ latency (p50/p99) at 5,000 observations/s. Not a test. Writes bench/results/situ
     .venv/bin/python bench/bench_situation.py [--rates 2000,5000] [--seconds 10]
 
 The peer measured in the same run is the bare bus: publish → subscriber callback latency on the same loop,
-the floor any rule engine behind this bus pays.
+the floor any rule engine behind this bus pays. The pipeline journal is measured against none in the same run
+(`latency_at_<rate>_journal_off` / `_on`).
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ RULES = """rules:
 COMMUNITIES, CELLS, SENSORS = 100, 4, 5  # sensors per cell -> 2,000 sensors
 
 
-async def city(tmp: Path, detectors: bool = True) -> CityBrain:
+async def city(tmp: Path, detectors: bool = True, journal: bool | None = None) -> CityBrain:
     tmp.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - set-up, not measured
     (tmp / "rules.yaml").write_text(RULES)  # noqa: ASYNC240
     settings = Settings(store=str(tmp / "bench.db"), bus="memory")
     settings.extra.update({"rules_file": str(tmp / "rules.yaml"), "detectors": detectors, "alert_resolve_after": 0})
+    if journal is not None:
+        settings.extra["pipeline_journal"] = journal
     rt = CityBrain(settings, clock=FakeClock("2016-12-16T00:00:00Z"))
     await rt.start()
     w = rt.execute
@@ -145,6 +148,12 @@ async def main() -> None:
         for rate in (int(x) for x in args.rates.split(",")):
             rt = await city(Path(tmp) / f"lat{rate}", True)
             out[f"latency_at_{rate}"] = await latency(rt, rate, args.seconds)
+            await rt.stop()
+        # the pipeline journal (on by default) against none, same run: its cost on the embedded default
+        rate = max(int(x) for x in args.rates.split(","))
+        for journal in (False, True):
+            rt = await city(Path(tmp) / f"journal{int(journal)}", True, journal)
+            out[f"latency_at_{rate}_journal_{'on' if journal else 'off'}"] = await latency(rt, rate, args.seconds)
             await rt.stop()
     print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
     path = Path(__file__).parent / "results" / f"situation-{out['date']}.json"
