@@ -205,8 +205,10 @@ class Federation:
         for node in sorted(set(self.known) | {n for n in self.seen if n != self.rt.node_id}):
             seen_at, beat = self.seen.get(node, (0.0, {}))
             fresh = self.link.up and seen_at > 0 and now - seen_at < STALE_S
+            # registered: its hello is applied (directives can be sent to it); a heartbeat alone lists a node
+            # whose hello is still on its way
             out.append({"node": node, "role": "community", "area": self.known.get(node, beat).get("area", ""),
-                        "self": False, "link": {"state": "up" if fresh else "down",
+                        "self": False, "registered": node in self.known, "link": {"state": "up" if fresh else "down",
                                                 "last_seen_s": round(now - seen_at, 1) if seen_at else None},
                         "backlog_up": int(beat.get("backlog", 0)) if fresh else None,
                         "backlog_down": backlog.get(f"down.{node}", 0),

@@ -23,7 +23,8 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path, nats_pref
         comm.start()
         city.wait_ready()
         comm.wait_ready()
-        wait_for(lambda: any(n["node"] == "k1" for n in city.get("/api/v1/nodes")), 20, "k1's hello")
+        wait_for(lambda: any(n["node"] == "k1" and n.get("registered") for n in city.get("/api/v1/nodes")), 20,
+                 "k1's hello")
         acknowledged: list[int] = []
         stop = threading.Event()
 

@@ -53,7 +53,8 @@ def test_partition_nothing_lost_nothing_twice(tmp_path: Path, nats_prefix: str) 
             node.start()
         for node in nodes:
             node.wait_ready()
-        wait_for(lambda: {n["node"] for n in city.get("/api/v1/nodes")} >= set(AREAS), 20, "hellos at the city")
+        wait_for(lambda: {n["node"] for n in city.get("/api/v1/nodes") if n.get("registered")} >= set(AREAS), 20,
+                 "hellos at the city")
         sent_up: dict[str, int] = Counter()
         sent_down: dict[str, list[str]] = {n: [] for n in comms}
 

@@ -116,7 +116,7 @@ def pair(node: Node, lower: Node) -> Iterator[tuple[Node, Node]]:
     def knows(client: httpx.Client) -> bool:
         nodes = {n["node"]: n for n in get(client, "/api/v1/nodes")}
         assert LOWER in nodes, f"the community is not among the nodes {sorted(nodes)}"
-        assert nodes[LOWER]["area"] == AREA, nodes[LOWER]
+        assert nodes[LOWER]["area"] == AREA and nodes[LOWER]["registered"], nodes[LOWER]
         return True
 
     node.wait_all(knows, timeout=20, what=f"the community {LOWER} in GET /api/v1/nodes")
