@@ -185,7 +185,7 @@ async def replay_deadletters(request: Request) -> Response:
     """Try dead-lettered observations again (e.g. after provisioning the sensor)."""
     from citybrain.ingest.deadletters import replay
 
-    return json(await replay(rt_of(request)))
+    return json(await replay(rt_of(request), ctx=rt_of(request).context(actor_of(request))))
 
 
 @router.get("/commands")

@@ -204,3 +204,6 @@ async def setup(rt: CityBrain) -> None:
     """Create the ingest service and its command."""
     rt.ports.ingest = Ingest(rt)
     rt.commands.register("observations.ingest", ObservationBatch, _ingest_command, "store a batch of observations")
+    from citybrain.ingest import deadletters  # it imports this module
+
+    deadletters.register(rt)

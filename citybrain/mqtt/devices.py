@@ -14,9 +14,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import orjson
 
+from citybrain.bus import Message
+from citybrain.commands import Outcome
+from citybrain.context import Context
 from citybrain.errors import ValidationError
 from citybrain.model.urn import check_id, make_urn
+from citybrain.ports import Ports
 from citybrain.store import PutDoc
 
 if TYPE_CHECKING:
@@ -101,6 +106,29 @@ def convert(value: Any, kind: str, field: str) -> Any:
     return value
 
 
+PROVISIONED = "cb.event.command.device.provision"
+
+
+async def provision(rt: CityBrain, cmd: Device, ctx: Context) -> Outcome:
+    """device.provision: check the device, upsert its entity (a follow-up command) and store the device.
+
+    The event carries the device, so every process's registry takes its new mapping at once."""
+    device = check_device(cmd)
+    entity: dict[str, Any] = {"id": device.entity_id, "type": device.entity_type, "place": device.place,
+                              "attrs": {"deviceId": {"type": "Property", "value": device.device_id}}}
+    if device.location is not None:
+        entity["location"] = {"type": "Point", "coordinates": list(device.location)}
+    await rt.execute("entity.write", {"entity": entity, "mode": "upsert"}, ctx)
+    data = msgspec.to_builtins(device)
+    registry = rt.ports.find(Ports.devices)
+
+    async def after() -> None:
+        if isinstance(registry, DeviceRegistry):
+            registry.put(device)
+
+    return Outcome(ops=[PutDoc(COLLECTION, device.key, data)], result=data, event=data, after=after)
+
+
 class DeviceRegistry:
     """Devices by apikey/device_id, kept in memory and stored as documents (a miss reads through to the store)."""
 
@@ -145,18 +173,25 @@ class DeviceRegistry:
         """Return a device, or None when it is not provisioned."""
         return self.devices.get(f"{apikey}/{device_id}")
 
-    async def add(self, device: Device) -> Device:
-        """Provision (or re-provision) a device and upsert its entity."""
-        device = check_device(device)
-        entity: dict[str, Any] = {"id": device.entity_id, "type": device.entity_type, "place": device.place,
-                                  "attrs": {"deviceId": {"type": "Property", "value": device.device_id}}}
-        if device.location is not None:
-            entity["location"] = {"type": "Point", "coordinates": list(device.location)}
-        await self.rt.execute("entity.write", {"entity": entity, "mode": "upsert"}, self.rt.context("devices"))
-        await self.rt.store.apply([PutDoc(COLLECTION, device.key, msgspec.to_builtins(device))])
+    async def add(self, device: Device, ctx: Context | None = None) -> Device:
+        """Provision (or re-provision) a device and upsert its entity: the command `device.provision`."""
+        result: dict[str, Any] = await self.rt.execute("device.provision", msgspec.to_builtins(device),
+                                                       ctx or self.rt.context("devices"))
+        return msgspec.convert(result, Device)
+
+    def put(self, device: Device) -> None:
+        """Take a provisioned device into this process's registry (its mapping replaces the old one)."""
         self.devices[device.key] = device
         self._misses.pop(device.key, None)
-        return device
+
+    async def on_provisioned(self, msg: Message) -> None:
+        """Follow `device.provision` run on any process (or by `citybrain devices`): the new mapping at once."""
+        data = orjson.loads(msg.data).get("data")
+        if isinstance(data, dict):
+            try:
+                self.put(msgspec.convert(data, Device))
+            except (msgspec.ValidationError, TypeError):
+                pass
 
     def observation(self, device: Device, payload: dict[str, Any], observed_at: str) -> dict[str, Any]:
         """Turn a measurement payload into one ingest item (unmapped keys keep their names)."""

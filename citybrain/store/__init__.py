@@ -9,6 +9,7 @@ from citybrain.store.base import (
     DeleteEntity,
     Doc,
     EntityQuery,
+    MarkReplayed,
     Op,
     PutDoc,
     SetAttrs,
@@ -19,6 +20,7 @@ from citybrain.store.base import (
 
 __all__ = [
     "AddDeadLetter",
+    "MarkReplayed",
     "AppendEvent",
     "DeadLetter",
     "DeleteAttrs",

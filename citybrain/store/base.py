@@ -109,7 +109,14 @@ class AddDeadLetter(msgspec.Struct, tag=True):
     time: str
 
 
-Op = UpsertEntity | DeleteEntity | SetAttrs | DeleteAttrs | WriteObservations | PutDoc | DeleteDoc | AppendEvent | AddDeadLetter
+class MarkReplayed(msgspec.Struct, tag=True):
+    """Mark dead letters replayed (their message has been stored since)."""
+
+    seqs: list[int]
+
+
+Op = (UpsertEntity | DeleteEntity | SetAttrs | DeleteAttrs | WriteObservations | PutDoc | DeleteDoc | AppendEvent
+      | AddDeadLetter | MarkReplayed)
 
 
 class EntityQuery(msgspec.Struct, kw_only=True):

@@ -20,6 +20,7 @@ from citybrain.store.base import (
     DeleteAttrs,
     DeleteDoc,
     DeleteEntity,
+    MarkReplayed,
     Op,
     PutDoc,
     SetAttrs,
@@ -136,6 +137,8 @@ async def apply_op(cur: Cur, op: Op, observed: set[tuple[str, str, str]]) -> Non
             "INSERT INTO deadletters(time, source, reason, payload) VALUES (%s,%s,%s,%s)",
             (op.time, op.source, op.reason, op.payload),
         )
+    elif isinstance(op, MarkReplayed):
+        await cur.execute("UPDATE deadletters SET replayed=TRUE WHERE seq = ANY(%s::bigint[])", (list(op.seqs),))
     else:  # pragma: no cover - the Op union is closed
         raise TypeError(f"unknown store operation {op!r}")
 

@@ -23,6 +23,7 @@ from citybrain.store.base import (
     DeleteEntity,
     Doc,
     EntityQuery,
+    MarkReplayed,
     Op,
     PutDoc,
     SetAttrs,
@@ -274,6 +275,8 @@ class SqliteStore(Store):
                 "INSERT INTO deadletters(time, source, reason, payload, replayed) VALUES (?,?,?,?,0)",
                 (op.time, op.source, op.reason, op.payload),
             )
+        elif isinstance(op, MarkReplayed):
+            conn.executemany("UPDATE deadletters SET replayed=1 WHERE seq=?", [(s,) for s in op.seqs])
         else:  # pragma: no cover - the Op union is closed
             raise TypeError(f"unknown store operation {op!r}")
 

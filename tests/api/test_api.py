@@ -115,3 +115,32 @@ async def test_health_answers_quickly_when_a_dependency_hangs(client: httpx.Asyn
     assert r.status_code == 503
     assert r.json()["checks"]["store"] == {"status": "down", "detail": "no answer within 0.3 s"}
     assert r.json()["checks"]["bus"]["status"] == "ok"
+
+
+async def test_dead_letters_replay_as_a_command_once_the_sensor_exists(client: httpx.AsyncClient) -> None:
+    """A reading for a sensor not provisioned yet is dead-lettered; once the sensor exists, deadletters.replay
+    stores it, marks the letter replayed and is recorded as an event with the letters it replayed."""
+    sensor = "urn:ngsi-ld:AirQualityObserved:later"
+    r = await client.post("/api/v1/observations", json=[{"entity": sensor, "attr": "pm25", "value": 42,
+                                                          "observedAt": "2016-07-20T08:00:00Z"}])
+    assert r.status_code == 400 and r.json()["stored"] == 0, r.text  # all rejected: kept as a dead letter
+    letters = (await client.get("/api/v1/deadletters")).json()
+    assert len(letters) == 1 and "unknown sensor" in letters[0]["reason"]
+    r = await client.post("/api/v1/deadletters/replay")
+    assert r.json() == {"replayed": 0, "still_failing": 1}  # the sensor is still unknown: the letter stays
+    r = await client.post("/api/v1/entities", json={"id": sensor, "type": "AirQualityObserved",
+                                                    "place": "urn:ngsi-ld:Grid:g"})
+    assert r.status_code == 201, r.text
+    r = await client.post("/api/v1/deadletters/replay")
+    assert r.status_code == 200 and r.json() == {"replayed": 1, "still_failing": 0}, r.text
+    assert (await client.get("/api/v1/deadletters")).json() == []
+    assert len((await client.get("/api/v1/deadletters", params={"all": True})).json()) == 1
+    history = (await client.get(f"/api/v1/entities/{sensor}/history", params={"attr": "pm25"})).json()
+    assert [h["value"] for h in history] == [42]
+    events = (await client.get("/api/v1/events", params={"type": "command.deadletters.replay"})).json()
+    replays = [e for e in events if e["type"] == "command.deadletters.replay"]
+    assert [e["data"]["replayed"] for e in replays] == [0, 1]
+    assert replays[-1]["data"]["letters"] == [letters[0]["seq"]]
+    assert (await client.post("/api/v1/deadletters/replay")).json() == {"replayed": 0, "still_failing": 0}
+    r = await client.post("/api/v1/commands/deadletters.replay", json={"limit": 0})
+    assert r.status_code == 400 and "limit" in r.text

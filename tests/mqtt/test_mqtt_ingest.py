@@ -21,11 +21,13 @@ from typing import Any
 
 import aiomqtt
 import httpx
+import msgspec
 import pytest
 from services import require_service
 
 from citybrain.api import create_app
 from citybrain.config import Settings
+from citybrain.errors import ValidationError
 from citybrain.mqtt.client import parse_topic
 from citybrain.mqtt.devices import COLLECTION, Device, Mapping
 from citybrain.runtime import CityBrain
@@ -187,5 +189,35 @@ async def test_prefix_and_devices_provisioned_elsewhere(tmp_path: Path) -> None:
         assert [h.value for h in await rt.store.history(eid, "temperature")] == [2]  # only the prefix's topic
         assert await rt.store.deadletters() == []
         assert rt.ports.mqtt.received == 1
+    finally:
+        await rt.stop()
+
+
+async def test_provisioning_is_a_command_every_process_follows(tmp_path: Path) -> None:
+    """device.provision upserts the entity, stores the device and is recorded; another process's provisioning
+    (its event on the bus) replaces this process's mapping at once, without a restart."""
+    from citybrain.events import Event, encode_event
+    from citybrain.mqtt.devices import PROVISIONED
+
+    rt = CityBrain(Settings(store=str(tmp_path / "d.db"), bus="memory"))
+    await rt.start()
+    try:
+        dev = {"device_id": "d1", "apikey": "k", "entity_type": "WeatherObserved",
+               "attributes": [{"object_id": "t", "name": "temperature", "type": "Number"}]}
+        added = await rt.ports.devices.add(msgspec.convert(dev, Device))
+        assert added.entity_id and (await rt.store.get_entity(added.entity_id)) is not None
+        assert (await rt.store.get_doc(COLLECTION, "k/d1")) is not None
+        assert rt.ports.devices.find("k", "d1").attributes[0].name == "temperature"
+        events = [e for e in await rt.store.events() if e.type == "command.device.provision"]
+        assert len(events) == 1 and events[0].data["device_id"] == "d1"
+        with pytest.raises(ValidationError):
+            await rt.execute("device.provision", {**dev, "apikey": "bad key"})
+        # the same device re-provisioned by another process: only its event reaches this one
+        other = {**dev, "entity_id": added.entity_id,
+                 "attributes": [{"object_id": "t", "name": "airTemperature", "type": "Number"}]}
+        event = Event(type="command.device.provision", time=rt.now(), context=rt.context("elsewhere"), data=other)
+        await rt.bus.publish(PROVISIONED, encode_event(event))
+        await rt.bus.drain()  # type: ignore[attr-defined]
+        assert rt.ports.devices.find("k", "d1").attributes[0].name == "airTemperature"
     finally:
         await rt.stop()

@@ -16,6 +16,7 @@ from citybrain.store import (
     AppendEvent,
     DeleteDoc,
     EntityQuery,
+    MarkReplayed,
     Op,
     PutDoc,
     Store,
@@ -128,6 +129,8 @@ async def test_deadletters_and_replay(store: Store) -> None:
     every = await store.deadletters(include_replayed=True)
     assert [d.replayed for d in every] == [True, False, True]
     assert len(await store.deadletters(limit=2, include_replayed=True)) == 2
+    await store.apply([MarkReplayed([letters[1].seq])])  # the same, as an operation of a command's commit
+    assert await store.deadletters() == []
 
 
 @pytest.mark.parametrize("bad", [[17], [0, 3, 9, 17, 30, 44, 49]], ids=["one", "many"])
