@@ -39,6 +39,8 @@ SETTING_HELP: dict[str, str] = {
     "lease_ttl": "seconds a process holds a lease (singleton job, pipeline partition) without renewing it; a "
     "surviving process takes over after at most this long",
     "process_id": "this process's name among the node's processes ('' = <host>-<pid>-<random>)",
+    "environ": "the components' own CITYBRAIN_* variables (e.g. CITYBRAIN_OPEN311_API_KEYS, CITYBRAIN_RULES_FILE), "
+    "read once with the settings (names only here: they may hold keys)",
 }
 
 # settings whose values are secrets: never shown by public(), in logs or in errors
@@ -72,6 +74,9 @@ class Settings:
     lease_ttl: float = 6.0
     process_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # the other CITYBRAIN_* variables (components' options, e.g. CITYBRAIN_OPEN311_API_KEYS), as from_env read
+    # them: components read them with env(), never os.environ at run time
+    environ: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -79,7 +84,7 @@ class Settings:
         env = dict(os.environ) if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "extra":
+            if f.name in ("extra", "environ"):
                 continue
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None:
@@ -96,15 +101,23 @@ class Settings:
             if not isinstance(extra, dict):
                 raise ValueError(f"{ENV_PREFIX}EXTRA: expected a JSON object of component options")
             values["extra"] = extra
+        names = {f.name.upper() for f in fields(cls)} | {"EXTRA"}
+        values["environ"] = {k: v for k, v in env.items()
+                             if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX):] not in names}
         for key, value in overrides.items():
             if value is not None:
                 values[key] = value
         return cls(**values)
 
+    def env(self, name: str, default: str = "") -> str:
+        """Return the component variable CITYBRAIN_<NAME> as it was when these settings were made."""
+        return self.environ.get(ENV_PREFIX + name.upper(), default)
+
     def public(self) -> dict[str, Any]:
         """Return the settings with secrets (passwords, tokens in URLs) redacted."""
         out = asdict(self)
         out.pop("extra", None)
+        out["environ"] = sorted(self.environ)  # names only: component variables may hold keys
         for key, value in out.items():
             if key in SECRET_SETTINGS:
                 out[key] = "***" if value else ""

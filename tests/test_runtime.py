@@ -100,3 +100,20 @@ async def test_ingest_validates_stores_and_survives_restart(tmp_path: Path) -> N
         history = await rt.store.history(sensor, "pm25")
         assert [h.value for h in history] == [81, 80.0]
         assert "urn:ngsi-ld:Grid:g1" in rt.ports.places
+
+
+def test_component_variables_are_read_once_with_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Components read their CITYBRAIN_* variables from the settings (as from_env saw them), not from os.environ
+    at run time: a node's behaviour is fixed by its settings, and /-/settings names (never shows) them."""
+    from citybrain.config import Settings
+
+    env = {"CITYBRAIN_STORE": "x.db", "CITYBRAIN_OPEN311_API_KEYS": "k1,k2", "CITYBRAIN_RULES_FILE": "r.yaml",
+           "CITYBRAIN_EXTRA": "{}", "OTHER": "1"}
+    s = Settings.from_env(env)
+    assert s.store == "x.db" and s.env("OPEN311_API_KEYS") == "k1,k2" and s.env("rules_file") == "r.yaml"
+    assert set(s.environ) == {"CITYBRAIN_OPEN311_API_KEYS", "CITYBRAIN_RULES_FILE"}
+    assert s.public()["environ"] == ["CITYBRAIN_OPEN311_API_KEYS", "CITYBRAIN_RULES_FILE"]
+    assert "k1" not in repr(s)
+    monkeypatch.setenv("CITYBRAIN_OPEN311_API_KEYS", "changed")
+    assert s.env("OPEN311_API_KEYS") == "k1,k2"  # read once
+    assert Settings().env("OPEN311_API_KEYS") == ""  # the library's Settings() reads no environment

@@ -8,13 +8,15 @@ receiver's inbox, so a message is applied at most once however often it is deliv
 
 from __future__ import annotations
 
-import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from citybrain.context import Context, new_id
+
+if TYPE_CHECKING:
+    from citybrain.config import Settings
 
 # Upward kinds (下情上达).
 UP_KINDS: dict[str, str] = {
@@ -68,9 +70,9 @@ def decode(data: bytes) -> FedMessage:
     return _dec.decode(data)
 
 
-def prefix() -> str:
-    """Return the subject prefix of this federation (env CITYBRAIN_FEDERATION_PREFIX, default cbfed)."""
-    return os.environ.get("CITYBRAIN_FEDERATION_PREFIX", "cbfed")
+def prefix(settings: Settings) -> str:
+    """Return the subject prefix of this federation (CITYBRAIN_FEDERATION_PREFIX, default cbfed)."""
+    return settings.env("FEDERATION_PREFIX", "cbfed") or "cbfed"
 
 
 def stream_name(pfx: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -45,12 +44,12 @@ def federation_url(rt: CityBrain) -> str:
         return s.parent
     if s.bus.startswith("nats://"):
         return s.bus
-    return os.environ.get("CITYBRAIN_FEDERATION_URL", "")
+    return s.env("FEDERATION_URL")
 
 
 def stream_limit(rt: CityBrain, name: str, default: float) -> float:
     """Read a federation stream limit: settings.extra["federation"][name], then CITYBRAIN_FEDERATION_<NAME>."""
-    raw = rt.settings.extra.get("federation", {}).get(name) or os.environ.get(f"CITYBRAIN_FEDERATION_{name.upper()}")
+    raw = rt.settings.extra.get("federation", {}).get(name) or rt.settings.env(f"FEDERATION_{name}")
     if raw in (None, ""):
         return default
     value = float(raw)
@@ -66,7 +65,7 @@ class Federation:
         self.rt = rt
         self.role = rt.settings.role
         self.area = rt.settings.area
-        self.prefix = prefix()
+        self.prefix = prefix(rt.settings)
         self.link = Link(federation_url(rt), self.prefix, f"citybrain-{rt.node_id}",
                          max_age_s=stream_limit(rt, "stream_max_age_days", 30) * 86400,
                          max_bytes=int(stream_limit(rt, "stream_max_gib", 10) * 1024**3))

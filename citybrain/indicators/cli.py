@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ async def write_outputs(result: dict[str, Any], html: str, out: Path | None, pdf
     if out is not None:
         written.append(save(out, html))
     if pdf is not None:
-        written.append(await html_to_pdf(html, pdf))
+        written.append(await html_to_pdf(html, pdf, os.environ.get("CITYBRAIN_CHROMIUM")))  # the CLI's own env
     if as_json is not None:
         written.append(save(as_json, json.dumps(result, ensure_ascii=False, indent=2, default=str)))
     return written

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -11,9 +10,8 @@ from citybrain.errors import Unavailable
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-def chromium_path() -> str | None:
-    """Return the Chromium executable (env CITYBRAIN_CHROMIUM, else chromium on PATH), or None."""
-    given = os.environ.get("CITYBRAIN_CHROMIUM")
+def chromium_path(given: str | None = None) -> str | None:
+    """Return the Chromium executable (`given`, e.g. CITYBRAIN_CHROMIUM, else chromium on PATH), or None."""
     if given and Path(given).exists():
         return given
     for name in ("chromium", "chromium-browser", "google-chrome"):
@@ -23,9 +21,9 @@ def chromium_path() -> str | None:
     return None
 
 
-async def html_to_pdf(html: str, out: str | Path) -> Path:
-    """Render an HTML document to an A4 PDF file; Unavailable when no browser can be used."""
-    exe = chromium_path()
+async def html_to_pdf(html: str, out: str | Path, chromium: str | None = None) -> Path:
+    """Render an HTML document to an A4 PDF file with `chromium` (or one on PATH); Unavailable without one."""
+    exe = chromium_path(chromium)
     if exe is None:
         raise Unavailable("PDF needs Chromium: install it (apt-get install chromium) or set CITYBRAIN_CHROMIUM")
     try:

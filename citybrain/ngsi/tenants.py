@@ -135,7 +135,8 @@ class Tenants:
         bus = tenant_bus(settings, name) if main is not None else {"bus": "memory"}
         sub = CityBrain(Settings(store=url, node_id=f"{settings.node_id}:{name}", role=settings.role,
                                  max_body_bytes=settings.max_body_bytes, process_id=settings.process_id,
-                                 lease_ttl=settings.lease_ttl, jwt_secret=self.rt.node_secret, **bus),
+                                 lease_ttl=settings.lease_ttl, jwt_secret=self.rt.node_secret,
+                                 environ=dict(settings.environ), **bus),
                         clock=self.rt.clock, store=store, components=TENANT_COMPONENTS)
         sub.ports.tenant = name
         try:

@@ -7,7 +7,6 @@ Settings: settings.extra["open311"] = {"jurisdiction_id": "â€¦", "api_keys": ["â
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -49,7 +48,7 @@ def config(rt: CityBrain) -> dict[str, Any]:
     """Return this node's Open311 settings (jurisdiction and API keys)."""
     conf: dict[str, Any] = dict(rt.settings.extra.get("open311", {}))
     keys = set(conf.get("api_keys", []))
-    keys |= {k.strip() for k in os.environ.get("CITYBRAIN_OPEN311_API_KEYS", "").split(",") if k.strip()}
+    keys |= {k.strip() for k in rt.settings.env("OPEN311_API_KEYS").split(",") if k.strip()}
     conf["api_keys"] = keys
     conf.setdefault("jurisdiction_id", rt.settings.node_id)
     return conf

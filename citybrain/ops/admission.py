@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 import uuid
 from collections import OrderedDict
@@ -65,7 +64,7 @@ class Limits:
         limits = cls()
         given: dict[str, Any] = dict(rt.settings.extra.get("admission", {}))
         for name in ("max_pending", "max_inflight", "client_rate", "client_burst", "retry_after"):
-            raw = os.environ.get(f"CITYBRAIN_ADMISSION_{name.upper()}")
+            raw = rt.settings.env(f"ADMISSION_{name}") or None
             value = raw if raw is not None else given.get(name)
             if value is not None:
                 setattr(limits, name, type(getattr(limits, name))(float(value)))

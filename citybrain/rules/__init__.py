@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -397,7 +396,7 @@ async def setup(rt: CityBrain) -> None:
     """Load the rule file, create the judge and plug it into the situation pipeline."""
     if not rt.ports.has(Ports.signals):
         rt.ports.signals = SignalHub()
-    path = rt.settings.extra.get("rules_file") or os.environ.get("CITYBRAIN_RULES_FILE") or None
+    path = rt.settings.extra.get("rules_file") or rt.settings.env("RULES_FILE") or None
     rules = load_rules(path, known_quantities(), rt.ports.places)
     judge = Judge(rt, rules, path)
     rt.ports.rules = judge

@@ -40,7 +40,7 @@ UNIT = DEPLOY / "citybrain@.service"
 NODE_ENV = DEPLOY / "node.env.example"
 NGINX = DEPLOY / "nginx.conf"
 HAPROXY = DEPLOY / "haproxy.cfg"
-SETTING_NAMES = {f.name for f in fields(Settings) if f.name != "extra"}
+SETTING_NAMES = {f.name for f in fields(Settings) if f.name not in ("extra", "environ")}
 ADMISSION_NAMES = {f.name for f in fields(Limits)}
 MIB = 1024 * 1024
 
