@@ -99,7 +99,8 @@ async def issue(request: Request) -> Response:
 async def listing(request: Request, limit: int = Query(1000, ge=1, le=100000)) -> Response:
     """List directives (city: issued; community: received, with read / done times)."""
     docs = await rt_of(request).store.list_docs(directives.DIRECTIVES, limit=limit)
-    return json([d.data for d in docs])
+    typed = directives.DIRECTIVE_DOCS
+    return json([typed.dump(typed.load(d.data)) for d in docs])
 
 
 @router.get("/directives/{directive_id}/receipts")

@@ -14,17 +14,52 @@ import msgspec
 
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
+from citybrain.documents import Document, DocumentType
 from citybrain.errors import NotFound, ValidationError
 from citybrain.federation.messages import FedMessage
 from citybrain.ports import Ports
-from citybrain.store.base import Op, PutDoc
+from citybrain.store.base import Op
 
 if TYPE_CHECKING:
     from citybrain.federation.service import Federation
     from citybrain.runtime import CityBrain
 
-DIRECTIVES = "fed_directives"
-RECEIPTS = "fed_receipts"
+class Directive(Document, kw_only=True):
+    """A directive or notice as the city issued it; a community's copy adds when it arrived, was read and done."""
+
+    id: str
+    kind: Literal["directive", "notice"] = "directive"
+    text: str
+    target: str
+    nodes: list[str] = []  # the community nodes it went to (city)
+    due: str | None = None
+    issued_at: str = ""
+    actor: str = ""
+    origin: str = ""
+    received_at: str | None = None  # community: when it arrived
+    read_at: str | None = None
+    done_at: str | None = None
+    sender: str | None = None
+
+
+class DirectiveReceipt(Document, kw_only=True):
+    """City: one node's read or done receipt of one directive."""
+
+    directive: str
+    node: str
+    state: Literal["read", "done"]
+    at: str | None = None
+    actor: str | None = None
+    note: str = ""
+    received_at: str = ""
+    message: str = ""
+
+
+DIRECTIVE_DOCS = DocumentType("fed_directives", Directive, version=1)
+RECEIPT_DOCS = DocumentType("fed_receipts", DirectiveReceipt, version=1,
+                            key=lambda r: f"{r.directive}:{r.node}:{r.state}")
+DIRECTIVES = DIRECTIVE_DOCS.collection
+RECEIPTS = RECEIPT_DOCS.collection
 
 
 class Issue(msgspec.Struct, kw_only=True):
@@ -58,12 +93,12 @@ async def issue(rt: CityBrain, cmd: Issue, ctx: Context) -> Outcome:
         raise ValidationError("text: a directive needs text", field="text")
     await fed.refresh_nodes()  # a hello may have been applied on another process of the node
     nodes = fed.resolve(cmd.target)
-    directive_id = new_id()
-    directive: dict[str, Any] = {"id": directive_id, "kind": cmd.kind, "text": cmd.text, "target": cmd.target, "nodes": nodes,
-                 "due": cmd.due, "issued_at": rt.now(), "actor": ctx.actor, "origin": rt.node_id}
-    ops: list[Op] = [PutDoc(DIRECTIVES, directive_id, directive, expect_version=0)]
+    made = Directive(id=new_id(), kind=cmd.kind, text=cmd.text, target=cmd.target, nodes=nodes, due=cmd.due,
+                     issued_at=rt.now(), actor=ctx.actor, origin=rt.node_id)
+    directive = DIRECTIVE_DOCS.dump(made)
+    ops: list[Op] = [DIRECTIVE_DOCS.put(made, expect_version=0)]
     ops += fed.down_ops(cmd.target, cmd.kind, directive, ctx)
-    return Outcome(ops=ops, result=directive, event={"directive": directive_id, "nodes": nodes})
+    return Outcome(ops=ops, result=directive, event={"directive": made.id, "nodes": nodes})
 
 
 async def receipt(rt: CityBrain, cmd: Receipt, ctx: Context) -> Outcome:
@@ -72,33 +107,33 @@ async def receipt(rt: CityBrain, cmd: Receipt, ctx: Context) -> Outcome:
     doc = await rt.store.get_doc(DIRECTIVES, cmd.id)
     if doc is None:
         raise NotFound(f"directive {cmd.id} not found", field="id")
-    data = dict(doc.data)
+    directive = DIRECTIVE_DOCS.load(doc.data)
     now = rt.now()
     ops: list[Op] = []
-    states = ["read", "done"] if cmd.state == "done" and not data.get("read_at") else [cmd.state]
+    states = ["read", "done"] if cmd.state == "done" and not directive.read_at else [cmd.state]
     for state in states:
-        if data.get(f"{state}_at"):
+        if getattr(directive, f"{state}_at"):
             continue  # a receipt is sent once
-        data[f"{state}_at"] = now
+        setattr(directive, f"{state}_at", now)
         ops.append(fed.up_op("directive.receipt", {"directive": cmd.id, "state": state, "at": now,
                                                    "actor": ctx.actor, "note": cmd.note}, ctx))
-    ops.insert(0, PutDoc(DIRECTIVES, cmd.id, data, expect_version=doc.version))
-    return Outcome(ops=ops, result=data, event={"directive": cmd.id, "state": cmd.state})
+    ops.insert(0, DIRECTIVE_DOCS.put(directive, expect_version=doc.version))
+    return Outcome(ops=ops, result=DIRECTIVE_DOCS.dump(directive), event={"directive": cmd.id, "state": cmd.state})
 
 
 async def on_directive(rt: CityBrain, msg: FedMessage) -> list[Op]:
     """Community: keep a received directive or notice, waiting for read / done."""
-    data = dict(msg.payload, received_at=rt.now(), read_at=None, done_at=None, sender=msg.sender)
-    return [PutDoc(DIRECTIVES, str(msg.payload["id"]), data)]
+    directive = DIRECTIVE_DOCS.load(msg.payload)  # as the city wrote it (an older city's too)
+    directive.received_at, directive.read_at, directive.done_at, directive.sender = rt.now(), None, None, msg.sender
+    return [DIRECTIVE_DOCS.put(directive)]
 
 
 async def on_receipt(rt: CityBrain, msg: FedMessage) -> list[Op]:
     """City: keep a read or done receipt of one node."""
     p = msg.payload
-    key = f"{p['directive']}:{msg.sender}:{p['state']}"
-    return [PutDoc(RECEIPTS, key, {"directive": p["directive"], "node": msg.sender, "state": p["state"],
-                                   "at": p.get("at"), "actor": p.get("actor"), "note": p.get("note", ""),
-                                   "received_at": rt.now(), "message": msg.id})]
+    return [RECEIPT_DOCS.put(DirectiveReceipt(directive=p["directive"], node=msg.sender, state=p["state"],
+                                              at=p.get("at"), actor=p.get("actor"), note=p.get("note", ""),
+                                              received_at=rt.now(), message=msg.id))]
 
 
 async def receipts(rt: CityBrain, directive_id: str) -> dict[str, Any]:
@@ -106,25 +141,28 @@ async def receipts(rt: CityBrain, directive_id: str) -> dict[str, Any]:
     doc = await rt.store.get_doc(DIRECTIVES, directive_id)
     if doc is None:
         raise NotFound(f"directive {directive_id} not found", field="id")
+    directive = DIRECTIVE_DOCS.load(doc.data)
+    shown = DIRECTIVE_DOCS.dump(directive)
     if rt.settings.role == "community":
-        return {"directive": doc.data, "nodes": {rt.node_id: {"read": doc.data.get("read_at"),
-                                                              "done": doc.data.get("done_at")}}}
-    nodes: dict[str, dict[str, Any]] = {n: {"read": None, "done": None} for n in doc.data.get("nodes", [])}
+        return {"directive": shown, "nodes": {rt.node_id: {"read": directive.read_at, "done": directive.done_at}}}
+    nodes: dict[str, dict[str, Any]] = {n: {"read": None, "done": None} for n in directive.nodes}
     for r in await rt.store.list_docs(RECEIPTS, where={"directive": directive_id}, limit=100000):
-        nodes.setdefault(r.data["node"], {"read": None, "done": None})[r.data["state"]] = r.data["at"]
-    return {"directive": doc.data, "nodes": nodes,
+        got = RECEIPT_DOCS.load(r.data)
+        nodes.setdefault(got.node, {"read": None, "done": None})[got.state] = got.at
+    return {"directive": shown, "nodes": nodes,
             "read": sum(1 for v in nodes.values() if v["read"]), "done": sum(1 for v in nodes.values() if v["done"])}
 
 
 async def waiting(rt: CityBrain) -> int:
     """Count directives not yet done (city: by every target node; community: locally)."""
-    docs = await rt.store.list_docs(DIRECTIVES, limit=100000)
+    found = [DIRECTIVE_DOCS.load(d.data) for d in await rt.store.list_docs(DIRECTIVES, limit=100000)]
     if rt.settings.role == "community":
-        return sum(1 for d in docs if not d.data.get("done_at"))
+        return sum(1 for d in found if not d.done_at)
     done: dict[str, set[str]] = {}
     for r in await rt.store.list_docs(RECEIPTS, where={"state": "done"}, limit=100000):
-        done.setdefault(r.data["directive"], set()).add(r.data["node"])
-    return sum(1 for d in docs if not set(d.data.get("nodes", [])) <= done.get(d.id, set()))
+        got = RECEIPT_DOCS.load(r.data)
+        done.setdefault(got.directive, set()).add(got.node)
+    return sum(1 for d in found if not set(d.nodes) <= done.get(d.id, set()))
 
 
 def setup_directives(rt: CityBrain, fed: Federation) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from citybrain.federation.directives import DIRECTIVES, RECEIPTS
+from citybrain.federation.directives import DIRECTIVE_DOCS, DIRECTIVES, RECEIPT_DOCS, RECEIPTS
 from citybrain.federation.reports import REPORTS
 
 if TYPE_CHECKING:
@@ -29,15 +29,17 @@ async def area_view(rt: CityBrain, fed: Federation, within: str | None) -> dict[
     done: dict[str, dict[str, dict[str, Any]]] = {}
     if not community:
         for r in await rt.store.list_docs(RECEIPTS, limit=100_000):
-            done.setdefault(r.data["directive"], {}).setdefault(r.data["node"], {})[r.data["state"]] = r.data.get("at")
+            got = RECEIPT_DOCS.load(r.data)
+            done.setdefault(got.directive, {}).setdefault(got.node, {})[got.state] = got.at
     directives = []
     for d in await rt.store.list_docs(DIRECTIVES, limit=100_000):
-        data = d.data
+        directive = DIRECTIVE_DOCS.load(d.data)
+        data = DIRECTIVE_DOCS.dump(directive)
         if community:
-            nodes = {rt.node_id: {"read": data.get("read_at"), "done": data.get("done_at")}}
+            nodes = {rt.node_id: {"read": directive.read_at, "done": directive.done_at}}
         else:
             nodes = {n: {"read": done.get(d.id, {}).get(n, {}).get("read"),
-                         "done": done.get(d.id, {}).get(n, {}).get("done")} for n in data.get("nodes", [])}
+                         "done": done.get(d.id, {}).get(n, {}).get("done")} for n in directive.nodes}
             if within:
                 nodes = {n: v for n, v in nodes.items() if inside(area_nodes.get(n))}
                 if not nodes and not inside(data.get("target")):

@@ -17,7 +17,7 @@ from citybrain.trust import middleware
 from citybrain.trust.auth import AuthService
 from citybrain.trust.catalog import get_dataset, list_datasets
 from citybrain.trust.data import FORMATS, serve
-from citybrain.trust.grants import GRANTS, Grant, RateLimiter, check_usable, get_grant
+from citybrain.trust.grants import GRANT_DOCS, GRANTS, Grant, RateLimiter, check_usable, get_grant
 from citybrain.trust.identity import IDENTITIES
 from citybrain.trust.tokens import Unauthorized
 
@@ -127,7 +127,7 @@ async def data(request: Request, dataset_id: str, format: str = Query("json", de
     elif ds.classification != "open" and ident.role not in ("admin", "data_officer"):
         mine = await rt.store.list_docs(GRANTS, where={"grantee": ident.name, "dataset": ds.id,
                                                        "status": "approved"}, limit=100)
-        live = [msgspec.convert(d.data, Grant) for d in mine if d.data["expires"] > rt.now()]
+        live = [GRANT_DOCS.load(d.data) for d in mine if d.data["expires"] > rt.now()]
         if not live:
             raise Forbidden(f"dataset {ds.id} is {ds.classification}: request a grant first", field="grant")
         use = live[-1]

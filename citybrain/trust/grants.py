@@ -16,9 +16,9 @@ import msgspec
 from citybrain.clock import normalise_time
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
+from citybrain.documents import Document, DocumentType
 from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound, ValidationError
 from citybrain.ports import Ports
-from citybrain.store.base import PutDoc
 from citybrain.trust.catalog import get_dataset
 from citybrain.trust.identity import role_of
 
@@ -36,7 +36,7 @@ class TooManyRequests(CityBrainError):
     code = "TooManyRequests"
 
 
-class Grant(msgspec.Struct, kw_only=True):
+class Grant(Document, kw_only=True):
     """A dataset granted to a grantee for a purpose, with field, area, rate and time limits."""
 
     id: str
@@ -53,6 +53,7 @@ class Grant(msgspec.Struct, kw_only=True):
     requested_by: str = ""
     approved_by: str = ""
     reason: str = ""
+    revoked_by: str = ""
 
 
 class RequestGrant(msgspec.Struct, kw_only=True):
@@ -91,12 +92,15 @@ def name_of(actor: str) -> str:
     return actor.rsplit(":", 1)[-1]
 
 
+GRANT_DOCS = DocumentType(GRANTS, Grant, version=1)
+
+
 async def get_grant(rt: CityBrain, grant_id: str) -> tuple[Grant, int]:
     """Return a grant and its version, or raise NotFound."""
     doc = await rt.store.get_doc(GRANTS, grant_id)
     if doc is None:
         raise NotFound(f"unknown grant {grant_id}", field="grant")
-    return msgspec.convert(doc.data, Grant), doc.version
+    return GRANT_DOCS.load(doc.data), doc.version
 
 
 async def request_grant(rt: CityBrain, cmd: RequestGrant, ctx: Context) -> Outcome:
@@ -113,8 +117,8 @@ async def request_grant(rt: CityBrain, cmd: RequestGrant, ctx: Context) -> Outco
     grant = Grant(id=new_id(), dataset=ds.id, grantee=cmd.grantee or name_of(ctx.actor), organisation=cmd.organisation,
                   purpose=cmd.purpose, fields=cmd.fields, area=cmd.area, rate_limit=max(cmd.rate_limit, 1),
                   expires=normalise_time(cmd.expires, "expires"), requested_by=ctx.actor)
-    data: dict[str, Any] = msgspec.to_builtins(grant)
-    return Outcome(ops=[PutDoc(GRANTS, grant.id, data, expect_version=0)], result=data, event=data)
+    data = GRANT_DOCS.dump(grant)
+    return Outcome(ops=[GRANT_DOCS.put(grant, expect_version=0)], result=data, event=data)
 
 
 async def approve_grant(rt: CityBrain, cmd: ApproveGrant, ctx: Context) -> Outcome:
@@ -134,8 +138,9 @@ async def approve_grant(rt: CityBrain, cmd: ApproveGrant, ctx: Context) -> Outco
             changes[key] = getattr(cmd, key)
     if cmd.expires is not None:
         changes["expires"] = min(normalise_time(cmd.expires, "expires"), grant.expires)
-    data = msgspec.to_builtins(grant) | changes
-    return Outcome(ops=[PutDoc(GRANTS, grant.id, data, expect_version=version)], result=data, event=data)
+    approved = msgspec.structs.replace(grant, **changes)
+    data = GRANT_DOCS.dump(approved)
+    return Outcome(ops=[GRANT_DOCS.put(approved, expect_version=version)], result=data, event=data)
 
 
 async def revoke_grant(rt: CityBrain, cmd: RevokeGrant, ctx: Context) -> Outcome:
@@ -146,8 +151,9 @@ async def revoke_grant(rt: CityBrain, cmd: RevokeGrant, ctx: Context) -> Outcome
     if grant.status in ("revoked", "rejected"):
         raise Conflict(f"grant {grant.id} is already {grant.status}", field="id")
     status = "revoked" if grant.status == "approved" else "rejected"
-    data = msgspec.to_builtins(grant) | {"status": status, "reason": cmd.reason, "revoked_by": ctx.actor}
-    return Outcome(ops=[PutDoc(GRANTS, grant.id, data, expect_version=version)], result=data, event=data)
+    ended = msgspec.structs.replace(grant, status=status, reason=cmd.reason, revoked_by=ctx.actor)
+    data = GRANT_DOCS.dump(ended)
+    return Outcome(ops=[GRANT_DOCS.put(ended, expect_version=version)], result=data, event=data)
 
 
 def check_usable(grant: Grant, grantee: str, dataset: str, now: str) -> None:
