@@ -77,8 +77,8 @@ class AuthMiddleware:
 
                 await RedirectResponse("/login?next=" + quote(scope["path"]), status_code=303)(scope, receive, send)
                 return
-            headers = {"WWW-Authenticate": 'Bearer realm="citybrain"'} if exc.status == 401 else None
-            response = JSONResponse(exc.to_problem(), status_code=exc.status, headers=headers,
+            headers = {"WWW-Authenticate": 'Bearer realm="citybrain"'} if exc.status == 401 else exc.http_headers()
+            response = JSONResponse(exc.to_problem(), status_code=exc.status, headers=headers or None,
                                     media_type="application/problem+json")
             await response(scope, receive, send)
             return
