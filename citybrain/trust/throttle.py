@@ -35,6 +35,11 @@ class LoginThrottle:
         tokens, stamp = got
         return min(float(self.burst), tokens + max(0.0, now - stamp) / self.refill_s)
 
+    def wait(self, keys: list[str]) -> float:
+        """Return 0.0 if an attempt would be granted now, else the seconds to wait (nothing is taken)."""
+        now = self.clock()
+        return max((1.0 - self._level(k, now)) * self.refill_s for k in keys)
+
     def acquire(self, keys: list[str]) -> float:
         """Take one attempt from every key's bucket: 0.0 if granted, else the seconds to wait (nothing taken)."""
         now = self.clock()
