@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 import subprocess
@@ -117,7 +118,7 @@ def test_health_stays_fast_under_a_login_flood(server: int) -> None:
     finally:
         out, _ = flood.communicate(timeout=60)
     latencies.sort()
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    p99 = latencies[min(len(latencies) - 1, math.ceil(len(latencies) * 0.99) - 1)]
     print(f"health under the login flood: {len(latencies)} probes, p50 {latencies[len(latencies) // 2] * 1000:.1f} ms, "
           f"p99 {p99 * 1000:.1f} ms; flood answers {out.strip()}")
     assert p99 < 0.05, f"/-/health p99 {p99 * 1000:.0f} ms under a login flood (answers {out.strip()})"
@@ -191,6 +192,7 @@ def test_endless_headers_are_refused(server: int) -> None:
             refused = s.recv(65536)
         except OSError:
             pass
-    assert refused.startswith(b"HTTP/1.1 431") or refused == b"", refused[:200]
+    print(f"endless headers answered {refused[:40]!r}")
+    assert refused.startswith(b"HTTP/1.1 431"), refused[:200]
     # and the node still answers
     assert httpx.get(f"http://127.0.0.1:{server}/-/health", timeout=5).status_code == 200
