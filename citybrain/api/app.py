@@ -32,6 +32,13 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"request body over {limit} bytes")
 
 
+def _too_large(limit: int) -> Response:
+    """The 413 problem, with Connection: close so that the server stops reading the rest of the body."""
+    response = problem(413, "PayloadTooLarge", f"request body over {limit} bytes")
+    response.headers["connection"] = "close"
+    return response
+
+
 class BodyLimit:
     """Refuse request bodies over `limit` bytes with 413, counting the bytes as they arrive (pure ASGI).
 
@@ -52,7 +59,7 @@ class BodyLimit:
             return
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await problem(413, "PayloadTooLarge", f"request body over {self.limit} bytes")(scope, receive, send)
+                await _too_large(self.limit)(scope, receive, send)
                 return
         if not any(name in (b"content-length", b"transfer-encoding") for name, _ in scope.get("headers", ())):
             await self.app(scope, receive, send)  # no body: nothing to count
@@ -68,8 +75,7 @@ class BodyLimit:
                 if seen > self.limit:
                     if not started and not tripped:
                         tripped = True
-                        await problem(413, "PayloadTooLarge", f"request body over {self.limit} bytes")(
-                            scope, receive, send)
+                        await _too_large(self.limit)(scope, receive, send)
                     tripped = True
                     raise BodyTooLarge(self.limit)
             return message

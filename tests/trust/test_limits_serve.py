@@ -35,11 +35,22 @@ def free_port() -> int:
         return port
 
 
-async def _provision(store: str) -> None:
+async def _provision(store: str) -> str:
     async with CityBrain(Settings(store=store, auth="on"),
                          components=["citybrain.model.commands", "citybrain.trust"]) as rt:
         ctx = rt.context("admin:test")
         await rt.execute("user.add", {"name": "zhao", "role": "auditor", "password": "right-password"}, ctx)
+        await rt.execute("user.add", {"name": "boss", "role": "admin"}, ctx)
+        key: str = (await rt.execute("user.key", {"name": "boss"}, ctx))["key"]
+        return key
+
+
+KEYS: dict[str, str] = {}
+
+
+@pytest.fixture
+def admin_key(server: int) -> str:
+    return KEYS["admin"]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +58,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real node with auth on, one password user (zhao) and a short body deadline."""
     tmp = tmp_path_factory.mktemp("limits")
     store = str(tmp / "cb.db")
-    asyncio.run(_provision(store))
+    KEYS["admin"] = asyncio.run(_provision(store))
     port = free_port()
     log = open(tmp / "serve.log", "wb")  # noqa: SIM115 - closed below
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYBRAIN_")}
@@ -176,6 +187,34 @@ def test_a_dribbled_body_is_cut(server: int) -> None:
         took = _closed_after(s, b" ", limit=20)
     print(f"slow body cut after {took:.1f} s")
     assert took < BODY_TIMEOUT + 3, f"a client dribbling its body was kept {took:.1f} s"
+
+
+def test_a_chunked_body_past_the_limit_is_refused_and_cut(server: int, admin_key: str) -> None:
+    """20 MiB sent chunked (no Content-Length) against the 8 MiB limit: 413, and the server stops reading."""
+    chunk = b" " * 65536
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server)) as s:
+        s.sendall(b"POST /api/v1/observations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"X-API-Key: " + admin_key.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+        s.settimeout(10)
+        try:
+            while sent < 20 * 1024 * 1024:
+                s.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                sent += len(chunk)
+        except OSError:  # the server closed the connection: what we meant
+            pass
+        answer = b""
+        try:
+            while True:
+                got = s.recv(65536)
+                if not got:
+                    break
+                answer += got
+        except OSError:
+            pass
+    print(f"chunked body: {sent} bytes sent before the server stopped reading; answer {answer[:12]!r}")
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert sent < 20 * 1024 * 1024, "the server read the whole 20 MiB body"
 
 
 def test_endless_headers_are_refused(server: int) -> None:
