@@ -102,7 +102,7 @@ class AuthMiddleware:
         wait = throttle.wait([f"addr:{client[0] if client else '?'}"])
         if wait > 0:
             retry = max(1, math.ceil(wait))
-            raise TooManyRequests(f"too many wrong passwords for this account or address: retry in {retry} s",
+            raise TooManyRequests(f"too many wrong passwords from this address: retry in {retry} s",
                                   retry_after=retry)
 
     async def decide(self, scope: Scope) -> Identity:
