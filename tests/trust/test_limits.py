@@ -146,14 +146,15 @@ async def test_a_body_under_the_limit_still_arrives_in_chunks(small: tuple[CityB
 
 
 LONG = "a" * 24  # (a+)+b against a run of 24 a's: ~1 s of backtracking per id in Python's re
+NAME = "a" * 25  # and ~2 s per name
 
 
 async def _backtracking_city(city: City) -> None:
     for i in range(3):
         await city.rt.execute("entity.write", {"entity": {
-            "id": f"urn:ngsi-ld:T:{LONG}", "type": "T", "attrs": {"name": {"type": "Property", "value": LONG}}}}
+            "id": f"urn:ngsi-ld:T:{LONG}", "type": "T", "attrs": {"name": {"type": "Property", "value": NAME}}}}
                               if i == 0 else {"entity": {"id": f"urn:ngsi-ld:T{i}:{LONG}", "type": "T",
-                                                         "attrs": {"name": {"type": "Property", "value": LONG}}}})
+                                                         "attrs": {"name": {"type": "Property", "value": NAME}}}})
 
 
 @pytest.mark.parametrize("params", [
@@ -163,13 +164,16 @@ async def _backtracking_city(city: City) -> None:
 async def test_a_backtracking_regex_answers_fast(city: City, params: dict[str, str]) -> None:
     """A read-only user's pathological pattern answers at once (no match here) and never stalls the loop."""
     await _backtracking_city(city)
+    warm = await city.client.get("/ngsi-ld/v1/entities", params={"type": "T", "idPattern": "^urn:"},
+                                 headers=city.auth("auditor"))
+    assert warm.status_code == 200 and len(warm.json()) == 3
     t0 = time.perf_counter()
     r = await city.client.get("/ngsi-ld/v1/entities", params=params, headers=city.auth("auditor"))
     elapsed = time.perf_counter() - t0
     assert r.status_code in (200, 400), r.text
     if r.status_code == 200:
         assert r.json() == []
-    assert elapsed < 0.5, f"the pattern took {elapsed:.1f} s"
+    assert elapsed < 1.0, f"the pattern took {elapsed:.1f} s"  # Python's re: 1.7 to 3.8 s here
 
 
 async def test_regex_filters_still_match(city: City) -> None:
@@ -179,7 +183,7 @@ async def test_regex_filters_still_match(city: City) -> None:
                               headers=h)
     assert r.status_code == 200 and sorted(e["id"] for e in r.json()) == [
         f"urn:ngsi-ld:T1:{LONG}", f"urn:ngsi-ld:T2:{LONG}"]
-    r = await city.client.get("/ngsi-ld/v1/entities", params={"type": "T", "q": "name~=^a{24}$"}, headers=h)
+    r = await city.client.get("/ngsi-ld/v1/entities", params={"type": "T", "q": "name~=^a{25}$"}, headers=h)
     assert r.status_code == 200 and len(r.json()) == 3
     r = await city.client.get("/ngsi-ld/v1/entities", params={"type": "T", "idPattern": r"(a)\1"}, headers=h)
     assert r.status_code == 400, "back-references are refused (RE2 syntax), not run"
