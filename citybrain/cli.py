@@ -110,6 +110,7 @@ def serve(
     import uvicorn
 
     from citybrain.api import create_app
+    from citybrain.api.server import limited_protocol
     from citybrain.ops.logs import configure_logging
     from citybrain.runtime import CityBrain
 
@@ -139,8 +140,11 @@ def serve(
         console.print(f"  store: {settings.public()['store']}   bus: {settings.public()['bus']}")
 
     api = create_app(rt, startup=[_demo, _announce] if demo else [_announce])
+    # header and body deadlines and a header size cap against slow or endless clients (citybrain/api/server.py)
+    http = limited_protocol(settings.header_timeout, settings.body_timeout, settings.max_header_bytes)
     uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                log_config=None, timeout_graceful_shutdown=30)
+                log_config=None, timeout_graceful_shutdown=30, http=http,
+                h11_max_incomplete_event_size=settings.max_header_bytes)
 
 
 @app.command()

@@ -21,7 +21,17 @@ SETTING_HELP: dict[str, str] = {
     "area": "place URN this node is responsible for (community role)",
     "mqtt": "MQTT broker URL for device ingest, or '' for none",
     "write_batch": "largest number of write batches one transaction commits",
-    "max_body_bytes": "largest HTTP request body accepted",
+    "max_body_bytes": "largest HTTP request body accepted (counted as it arrives, chunked bodies too): 413 past it",
+    "max_header_bytes": "largest request line and headers accepted (431 past it)",
+    "header_timeout": "seconds a client has to send a request's line and headers (from connecting, or from the "
+    "first byte of the next request on a kept-alive connection) before the connection is closed",
+    "body_timeout": "seconds a client has to send a request's whole body once its headers are in, before the "
+    "connection is closed",
+    "login_burst": "wrong-password logins allowed per account and per client address before further password "
+    "logins are refused with 429 (per process)",
+    "login_refill_s": "seconds after which one more password login is allowed again (the throttle's refill)",
+    "max_batch_items": "most items one batch request may carry (observations, NGSI-LD entityOperations)",
+    "max_errors": "most per-item errors a batch answer lists; the rest are counted",
     "auth": "'on': every HTTP request must authenticate (API key or token); 'off': local demo mode, every "
     "request acts as a local admin. Default 'off' in the library, 'on' for `citybrain serve`",
     "jwt_secret": "HS256 secret signing access tokens (secret; '' = generated into <store>.jwt-secret)",
@@ -62,6 +72,13 @@ class Settings:
     mqtt: str = ""
     write_batch: int = 256
     max_body_bytes: int = 8 * 1024 * 1024
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 5.0
+    body_timeout: float = 30.0
+    login_burst: int = 10
+    login_refill_s: float = 6.0
+    max_batch_items: int = 50_000
+    max_errors: int = 100
     auth: str = "off"
     jwt_secret: str = ""
     token_ttl: int = 3600

@@ -6,11 +6,13 @@ CityBrainError
 ├── AlreadyExists        create of something that exists (409)
 ├── Conflict             a state transition that is not allowed now (409)
 ├── Forbidden            the actor may not do this (403)
+├── TooManyRequests      a rate or attempt limit is used up; Retry-After says when to come back (429)
 └── Unavailable          a dependency (database, bus) is down (503)
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -38,6 +40,11 @@ class CityBrainError(Exception):
             body["field"] = self.field
         body.update(self.extra)
         return body
+
+    def http_headers(self) -> dict[str, str]:
+        """Return the HTTP headers an answer to this error carries (Retry-After for a 429 or 503)."""
+        retry = self.extra.get("retry_after")
+        return {"Retry-After": str(max(1, math.ceil(float(retry))))} if retry is not None else {}
 
 
 class ValidationError(CityBrainError):
@@ -73,6 +80,13 @@ class Forbidden(CityBrainError):
 
     status = 403
     code = "Forbidden"
+
+
+class TooManyRequests(CityBrainError):
+    """A rate or attempt limit is used up (HTTP 429); pass `retry_after=<seconds>`."""
+
+    status = 429
+    code = "TooManyRequests"
 
 
 class Unavailable(CityBrainError):

@@ -31,8 +31,9 @@ class IngestReport(msgspec.Struct, kw_only=True):
     """What happened to a submitted batch."""
 
     stored: int = 0
-    rejected: list[Rejection] = []
+    rejected: list[Rejection] = []  # the first `max_errors` rejections
     by_type: dict[str, int] = {}
+    rejected_count: int = 0  # every rejection, also those not listed
 
 
 class ObservationBatch(msgspec.Struct, kw_only=True):

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citybrain import __version__
 from citybrain.api import introspection, problems, routes
@@ -24,20 +25,74 @@ from citybrain.runtime import CityBrain
 EXTENSIONS: list[str] = mounts()
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised by BodyLimit's receive when a request body passes the limit (the 413 is already sent)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over {limit} bytes")
+
+
+def _too_large(limit: int) -> Response:
+    """The 413 problem, with Connection: close so that the server stops reading the rest of the body."""
+    response = problem(413, "PayloadTooLarge", f"request body over {limit} bytes")
+    response.headers["connection"] = "close"
+    return response
+
+
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413 (pure ASGI: no per-request task or copy)."""
+    """Refuse request bodies over `limit` bytes with 413, counting the bytes as they arrive (pure ASGI).
+
+    A declared Content-Length over the limit is refused before the app runs. Otherwise (chunked transfer
+    encoding, or a Content-Length that lies) the app's `receive` counts what arrives: the message that passes
+    the limit is not handed to the app; the 413 is sent at once (if no response has started), the app gets
+    BodyTooLarge from `receive` and whatever it answers after that is dropped. Nothing past the limit is read,
+    so the server closes the connection instead of reading on.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                    await problem(413, "PayloadTooLarge", f"request body over {self.limit} bytes")(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _too_large(self.limit)(scope, receive, send)
+                return
+        if not any(name in (b"content-length", b"transfer-encoding") for name, _ in scope.get("headers", ())):
+            await self.app(scope, receive, send)  # no body: nothing to count
+            return
+        seen = 0
+        started = tripped = False
+
+        async def counted_receive() -> Message:
+            nonlocal seen, started, tripped
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    if not started and not tripped:
+                        tripped = True
+                        await _too_large(self.limit)(scope, receive, send)
+                    tripped = True
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if tripped:
+                return  # the 413 went out; what the app answers to BodyTooLarge is dropped
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not tripped:
+                raise
 
 
 _templates: dict[re.Pattern[str], str] = {}

@@ -26,7 +26,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(CityBrainError)
     async def _citybrain(request: Request, exc: CityBrainError) -> JSONResponse:
-        return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM)
+        return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM,
+                            headers=exc.http_headers() or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

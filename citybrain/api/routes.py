@@ -156,8 +156,9 @@ async def observations(request: Request) -> Response:
     rt = rt_of(request)
     body = await read_json(request)
     items = body if isinstance(body, list) else [body]
-    if len(items) > 50_000:
-        raise ValidationError("body: more than 50000 observations in one request", field="body")
+    cap = rt.settings.max_batch_items
+    if len(items) > cap:
+        raise ValidationError(f"body: more than {cap} observations in one request", field="body")
     report = await rt.ports.ingest.submit(items, rt.context(actor_of(request)), "http")
     status = 200 if not report.rejected else (207 if report.stored else 400)
     return json(report, status=status)

@@ -117,7 +117,7 @@ class Replay:
             self.batches += 1
             self.submitted += report.stored
             self.by_type.update(report.by_type)
-            self.rejected += len(report.rejected)
+            self.rejected += report.rejected_count
             self.sim_time = when
             self.first_time = self.first_time or when
             self.last_report = report

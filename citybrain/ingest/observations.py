@@ -161,7 +161,8 @@ class Ingest:
             if ctx is not None:
                 headers["context"] = ctx.id
             await self.publish(rows, headers)
-        return IngestReport(stored=len(rows), rejected=rejected, by_type=dict(by_type))
+        return IngestReport(stored=len(rows), rejected=rejected[:max(1, self.rt.settings.max_errors)],
+                            by_type=dict(by_type), rejected_count=len(rejected))
 
 
     def partition_of(self, entity_id: str) -> int:
@@ -197,7 +198,7 @@ class Ingest:
 async def _ingest_command(rt: CityBrain, cmd: ObservationBatch, ctx: Context) -> Outcome:
     report = await rt.ports.ingest.submit(cmd.items, ctx, cmd.source)
     # the rows are already committed by submit(); the event is not kept (history holds every value)
-    return Outcome(result=report, event={"stored": report.stored, "rejected": len(report.rejected)}, record=False)
+    return Outcome(result=report, event={"stored": report.stored, "rejected": report.rejected_count}, record=False)
 
 
 async def setup(rt: CityBrain) -> None:

@@ -24,23 +24,34 @@ def _error(entity_id: Any, kind: str, detail: str) -> dict[str, Any]:
             "error": {"type": ERRORS + kind, "title": kind, "status": _STATUS.get(kind, 400), "detail": detail}}
 
 
-def _result(success: list[str], errors: list[dict[str, Any]], ok_status: int, ok_body: Any = None) -> Response:
+def _result(rt: CityBrain, success: list[str], errors: list[dict[str, Any]], ok_status: int,
+            ok_body: Any = None) -> Response:
     if errors:
-        return Response(orjson.dumps({"success": success, "errors": errors}), status_code=207,
-                        media_type="application/json")
+        cap = max(1, rt.settings.max_errors)  # the first `max_errors` errors, and how many more there were
+        doc: dict[str, Any] = {"success": success, "errors": errors[:cap]}
+        if len(errors) > cap:
+            doc["errorsOmitted"] = len(errors) - cap
+        return Response(orjson.dumps(doc), status_code=207, media_type="application/json")
     if ok_status == 204 or ok_body is None:
         return Response(status_code=204)
     return Response(orjson.dumps(ok_body), status_code=ok_status, media_type="application/json")
 
 
+def _batch(body: Any, rt: CityBrain, what: str = "a batch body must be a non-empty JSON array of entities") -> list[Any]:
+    """Return the batch's items; refuse a body that is not a non-empty array or has too many items."""
+    if not isinstance(body, list) or not body:
+        raise BadRequestData(what)
+    if len(body) > rt.settings.max_batch_items:
+        raise BadRequestData(f"a batch carries at most {rt.settings.max_batch_items} items, not {len(body)}")
+    return body
+
+
 async def _entities(request: Request, rt: CityBrain) -> tuple[list[dict[str, Any]], list[dict[str, Any]], ActiveContext]:
     """Parse the batch body; return valid entity inputs, per-entity errors and the request context."""
     body, ctx = await body_and_context(request, rt)
-    if not isinstance(body, list) or not body:
-        raise BadRequestData("a batch body must be a non-empty JSON array of entities")
     good: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
-    for item in body:
+    for item in _batch(body, rt):
         try:
             item_ctx = ctx
             if isinstance(item, dict) and "@context" in item:
@@ -63,7 +74,7 @@ async def batch_create(request: Request) -> Response:
     good, errors, _ = await _entities(request, rt)
     result = await execute(rt, request, "entity.write_many", {"entities": good, "mode": "create"}) if good else None
     success = result.success if result else []
-    return _result(success, errors + (_many_errors(result) if result else []), 201, success)
+    return _result(rt, success, errors + (_many_errors(result) if result else []), 201, success)
 
 
 @route(router, "/upsert", ["POST"], 201)
@@ -78,7 +89,7 @@ async def batch_upsert(request: Request) -> Response:
     success = result.success if result else []
     created = [i for i in dict.fromkeys(new) if i in set(success)]
     errs = errors + (_many_errors(result) if result else [])
-    return _result(success, errs, 201 if created else 204, created or None)
+    return _result(rt, success, errs, 201 if created else 204, created or None)
 
 
 @route(router, "/update", ["POST"], 204)
@@ -92,7 +103,7 @@ async def batch_update(request: Request) -> Response:
             have = stored[e["id"]].attrs if e["id"] in stored else {}
             e["attrs"] = {n: a for n, a in e["attrs"].items() if n not in have}
     result = await execute(rt, request, "entity.write_many", {"entities": good, "mode": "update"}) if good else None
-    return _result(result.success if result else [], errors + (_many_errors(result) if result else []), 204)
+    return _result(rt, result.success if result else [], errors + (_many_errors(result) if result else []), 204)
 
 
 @route(router, "/merge", ["POST"], 204)
@@ -100,8 +111,7 @@ async def batch_merge(request: Request) -> Response:
     """Merge-patch existing entities."""
     rt = await tenant_runtime(request)
     body, ctx = await body_and_context(request, rt)
-    if not isinstance(body, list) or not body:
-        raise BadRequestData("a batch body must be a non-empty JSON array of entities")
+    body = _batch(body, rt)
     good: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     drops: dict[str, list[str]] = {}
@@ -128,7 +138,7 @@ async def batch_merge(request: Request) -> Response:
     for eid, names in drops.items():
         if names:
             await execute(rt, request, "entity.delete_attrs", {"id": eid, "names": names})
-    return _result(result.success if result else [], errors + (_many_errors(result) if result else []), 204)
+    return _result(rt, result.success if result else [], errors + (_many_errors(result) if result else []), 204)
 
 
 @route(router, "/delete", ["POST"], 204)
@@ -136,9 +146,8 @@ async def batch_delete(request: Request) -> Response:
     """Delete entities by id; 204, or 207 naming the ones that were not found."""
     rt = await tenant_runtime(request)
     body, _ = await body_and_context(request, rt)
-    if not isinstance(body, list) or not body:
-        raise BadRequestData("a batch delete body must be a non-empty JSON array of entity ids")
+    body = _batch(body, rt, "a batch delete body must be a non-empty JSON array of entity ids")
     errors = [_error(i, "BadRequestData", f"{i!r} is not an entity id") for i in body if not is_urn(i)]
     ids = [i for i in body if is_urn(i)]
     result = await execute(rt, request, "entity.delete_many", {"ids": ids}) if ids else None
-    return _result(result.success if result else [], errors + (_many_errors(result) if result else []), 204)
+    return _result(rt, result.success if result else [], errors + (_many_errors(result) if result else []), 204)

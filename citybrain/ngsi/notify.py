@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +43,7 @@ from citybrain.ngsi.ldcontext import ActiveContext
 from citybrain.ngsi.query import Predicate
 from citybrain.obs import OBS_ALL, decode_rows
 from citybrain.ports import Ports
+from citybrain.regex import Pattern
 from citybrain.store import Doc, PutDoc
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class Watch:
 
     id: str
     ctx: ActiveContext
-    selectors: list[tuple[str | None, str | None, re.Pattern[str] | None]]  # (type, id, idPattern)
+    selectors: list[tuple[str | None, str | None, Pattern | None]]  # (type, id, idPattern)
     watched: set[str] | None
     q: Predicate | None
     geo: GeoPredicate | None

@@ -9,7 +9,6 @@ entities whose place is its place or a place below it (`area`).
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -34,6 +33,7 @@ from citybrain.ngsi.http import (
 from citybrain.ngsi.ldcontext import ActiveContext, default_context, from_storage, to_storage
 from citybrain.ngsi.query import parse_q
 from citybrain.ports import Ports
+from citybrain.regex import PatternError, compile_user
 from citybrain.runtime import CityBrain
 from citybrain.store import EntityQuery
 
@@ -70,9 +70,10 @@ class Selection:
         self.id_pattern = params.get("idPattern")
         if self.id_pattern is not None:
             try:
-                re.compile(self.id_pattern)
-            except re.error as exc:
-                raise BadRequestData(f"idPattern: invalid regular expression ({exc})") from None
+                compile_user(self.id_pattern)
+            except PatternError as exc:
+                raise BadRequestData(f"idPattern: invalid or unsupported regular expression ({exc}); "
+                                     "RE2 syntax, no back-references or look-around") from None
         q = params.get("q")
         self.q = parse_q(q, ctx) if q is not None else None
         self.geo = geo_filter(params.get("georel"), params.get("geometry"), params.get("coordinates"),

@@ -23,6 +23,7 @@ import msgspec
 from citybrain.model.entity import Entity
 from citybrain.ngsi.errors import BadRequestData
 from citybrain.ngsi.ldcontext import ActiveContext, to_storage
+from citybrain.regex import PatternError, compile_user
 
 Predicate = Callable[[Entity], bool]
 OPS = ("!~=", "==", "!=", "<=", ">=", "~=", "<", ">")
@@ -200,9 +201,10 @@ def _term_default(steps: list[tuple[str, str]], op: str | None, raw: str | None)
     if op in ("~=", "!~="):
         text = parse_atom(raw)
         try:
-            rx = re.compile(str(text))
-        except re.error as exc:
-            raise BadRequestData(f"q: invalid regular expression {text!r}: {exc}") from None
+            rx = compile_user(str(text))
+        except PatternError as exc:
+            raise BadRequestData(f"q: invalid or unsupported regular expression {str(text)[:100]!r}: {exc} "
+                                 "(RE2 syntax, no back-references or look-around)") from None
         neg = op == "!~="
         return lambda e: (lambda v: v is not _MISSING and isinstance(v, str) and bool(rx.search(v)) != neg)(
             resolve(e, steps))

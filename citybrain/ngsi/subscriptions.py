@@ -31,6 +31,7 @@ from citybrain.ngsi.ldcontext import ActiveContext, resolve, to_storage
 from citybrain.ngsi.notify import STATUS, Notifier, Watch, merge_status
 from citybrain.ngsi.query import Predicate, parse_q
 from citybrain.ports import Ports
+from citybrain.regex import Pattern, PatternError, compile_user
 from citybrain.runtime import CityBrain
 from citybrain.store import Doc
 
@@ -63,7 +64,7 @@ def compile_watch(sub: dict[str, Any], context: Any, area: str | None = None, re
     if sub.get("type") != "Subscription":
         raise BadRequestData('type: a subscription must have "type": "Subscription"')
     ctx = resolve(context)
-    selectors: list[tuple[str | None, str | None, re.Pattern[str] | None]] = []
+    selectors: list[tuple[str | None, str | None, Pattern | None]] = []
     ents = sub.get("entities")
     if ents is not None:
         if not isinstance(ents, list) or not ents or not all(isinstance(e, dict) for e in ents):
@@ -76,9 +77,10 @@ def compile_watch(sub: dict[str, Any], context: Any, area: str | None = None, re
             pattern = None
             if "idPattern" in e:
                 try:
-                    pattern = re.compile(str(e["idPattern"]))
-                except re.error as exc:
-                    raise BadRequestData(f"entities: invalid idPattern ({exc})") from None
+                    pattern = compile_user(str(e["idPattern"]))
+                except PatternError as exc:
+                    raise BadRequestData(f"entities: invalid or unsupported idPattern ({exc}); RE2 syntax, "
+                                         "no back-references or look-around") from None
             selectors.append((to_storage(e["type"], ctx), e.get("id"), pattern))
     watched = sub.get("watchedAttributes")
     if watched is not None and (not isinstance(watched, list) or not watched

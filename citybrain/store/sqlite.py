@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from citybrain.errors import AlreadyExists, Conflict, NotFound, Unavailable
 from citybrain.events import Event
 from citybrain.model.entity import Entity, HistoryRow
+from citybrain.regex import search as regex_search
 from citybrain.store.base import (
     AddDeadLetter,
     AppendEvent,
@@ -61,7 +62,8 @@ _ATTR_HISTORY = (
 
 
 def _regexp(pattern: str, value: str | None) -> bool:
-    return value is not None and re.search(pattern, value) is not None
+    # RE2, never Python's backtracking re: the pattern is a user's idPattern (citybrain/regex.py)
+    return value is not None and regex_search(pattern, value)
 
 
 INLINE_READ_MAX = 16  # get_entities of at most this many ids runs on the caller's thread

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from citybrain.api.routes import actor_of, json, read_json, rt_of
 from citybrain.confine import identity_of, scope_of
-from citybrain.errors import Forbidden, NotFound
+from citybrain.errors import Forbidden, NotFound, ValidationError
 from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
 from citybrain.trust import middleware
@@ -33,10 +33,16 @@ async def token(request: Request) -> Response:
     if auth is None:
         raise Unauthorized("authentication is not available on this node")
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        body: Any = dict(parse_qsl((await request.body()).decode()))
+        try:  # UTF-8, percent-escapes decoding to UTF-8 too, a handful of fields
+            body: Any = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True, errors="strict",
+                                       max_num_fields=16))
+        except ValueError:  # UnicodeDecodeError included
+            raise ValidationError("body: not a valid application/x-www-form-urlencoded form "
+                                  "(UTF-8, at most 16 fields)", field="body") from None
     else:
         body = await read_json(request)
-    return json(await auth.login(body if isinstance(body, dict) else {}))
+    client = request.client.host if request.client else None
+    return json(await auth.login(body if isinstance(body, dict) else {}, client))
 
 
 @router.get("/auth/whoami")

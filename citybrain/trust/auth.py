@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from typing import TYPE_CHECKING, Any
 
-from citybrain.errors import AlreadyExists
+from citybrain.errors import AlreadyExists, TooManyRequests
 from citybrain.identity import Identity
 from citybrain.nodekeys import fingerprint, node_file, pin_node_secret, write_secret
 from citybrain.trust.identity import Directory, register
+from citybrain.trust.throttle import LoginThrottle
 from citybrain.trust.tokens import Unauthorized, decode, issue
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
 
 log = logging.getLogger("citybrain.trust")
+MAX_PASSWORD = 1024  # longer passwords are wrong without hashing them
+MAX_CHECKING = 32  # password checks waiting for the hashing pool before further logins get 429
 
 
 class AuthService:
@@ -25,6 +29,8 @@ class AuthService:
         self.rt = rt
         self.directory = Directory(rt)
         self._secret = rt.node_secret
+        self.throttle = LoginThrottle(rt.settings.login_burst, rt.settings.login_refill_s)
+        self._checking = 0
 
     def __repr__(self) -> str:
         return f"AuthService(node={self.rt.node_id!r})"
@@ -49,18 +55,44 @@ class AuthService:
                     place=ident.place)
         return {"access_token": tok, "token_type": "Bearer", "expires_in": ttl, "actor": ident.actor}
 
-    async def login(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Exchange {api_key} or {username, password} for a token; raise Unauthorized if they are wrong."""
+    async def login(self, body: dict[str, Any], client: str | None = None) -> dict[str, Any]:
+        """Exchange {api_key} or {username, password} for a token; raise Unauthorized if they are wrong.
+
+        Password logins are throttled per account and per client address (`LoginThrottle`): over the limit,
+        TooManyRequests (429, Retry-After) before any hashing."""
         ident: Identity | None = None
         if isinstance(body.get("api_key"), str):
             ident = await self.directory.by_key(body["api_key"])
         elif isinstance(body.get("username"), str) and isinstance(body.get("password"), str):
-            ident = await self.directory.by_password(body["username"], body["password"])
+            ident = await self._password_login(body["username"], body["password"], client)
         else:
             raise Unauthorized("send {api_key} or {username, password}")
         if ident is None:
             raise Unauthorized("wrong credentials")
         return self.token(ident)
+
+    async def _password_login(self, name: str, password: str, client: str | None) -> Identity | None:
+        keys = [f"user:{name[:64].lower()}", f"addr:{client or '?'}"]
+        self._throttle(self.throttle.acquire(keys), "too many wrong passwords for this account or address")
+        if self._checking >= MAX_CHECKING:
+            self.throttle.release(keys)
+            self._throttle(1.0, "too many logins in progress")
+        if len(password) > MAX_PASSWORD:
+            return None
+        self._checking += 1
+        try:
+            ident = await self.directory.by_password(name, password)
+        finally:
+            self._checking -= 1
+        if ident is not None:
+            self.throttle.release(keys)
+        return ident
+
+    @staticmethod
+    def _throttle(wait: float, why: str) -> None:
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            raise TooManyRequests(f"{why}: retry in {retry} s", retry_after=retry)
 
     async def bootstrap(self) -> str | None:
         """With auth on and no identities yet, create `admin` with an API key written to <store>.admin-key."""

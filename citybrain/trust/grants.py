@@ -17,7 +17,7 @@ from citybrain.clock import normalise_time
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
 from citybrain.documents import Document, DocumentType
-from citybrain.errors import CityBrainError, Conflict, Forbidden, NotFound, ValidationError
+from citybrain.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationError
 from citybrain.ports import Ports
 from citybrain.trust.catalog import get_dataset
 from citybrain.trust.identity import role_of
@@ -27,13 +27,6 @@ if TYPE_CHECKING:
 
 GRANTS = "grants"
 APPROVERS = ("admin", "data_officer", "system")
-
-
-class TooManyRequests(CityBrainError):
-    """A grant's rate limit is used up (HTTP 429)."""
-
-    status = 429
-    code = "TooManyRequests"
 
 
 class Grant(Document, kw_only=True):

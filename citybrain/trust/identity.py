@@ -7,11 +7,13 @@ secret part only). Every change is a command (`user.add`, `user.key`, `user.revo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
 import msgspec
@@ -53,6 +55,24 @@ def check_password(password: str, stored: str) -> bool:
     except ValueError:
         return False
     return kind == "scrypt" and hmac.compare_digest(hash_password(password, bytes.fromhex(salt)), stored)
+
+
+# scrypt (~50 ms of CPU, the GIL released) never runs on the event loop: a small pool of its own, so a flood
+# of logins neither stalls other requests nor takes the default executor's threads
+HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="password-hash")
+# checked for unknown users and users without a password: the same time, so no account enumeration by timing
+_DUMMY = ("scrypt$00000000000000000000000000000000$"
+          "a23418c8b146c629d53ffbf97c9836cae13df0d6f942dc526fa33508b019fc44")
+
+
+async def hash_password_async(password: str) -> str:
+    """hash_password on the hashing pool."""
+    return await asyncio.get_running_loop().run_in_executor(HASHING, hash_password, password)
+
+
+async def check_password_async(password: str, stored: str) -> bool:
+    """check_password on the hashing pool."""
+    return await asyncio.get_running_loop().run_in_executor(HASHING, check_password, password, stored)
 
 
 def split_key(key: str) -> tuple[str, str] | None:
@@ -111,7 +131,8 @@ class Directory:
     async def by_password(self, name: str, password: str) -> Identity | None:
         """Return the enabled identity if `password` is its password, or None."""
         ident, stored = await self._load(name)
-        if ident is None or ident.disabled or not stored or not check_password(password, stored):
+        ok = await check_password_async(password, stored or _DUMMY)
+        if not ok or ident is None or ident.disabled or not stored:
             return None
         return ident
 
@@ -162,7 +183,8 @@ async def add_user(rt: CityBrain, cmd: AddUser, ctx: Context) -> Outcome:
     if await rt.store.get_doc(IDENTITIES, cmd.name) is not None:
         raise AlreadyExists(f"identity {cmd.name} exists", field="name")
     data = {"name": cmd.name, "role": cmd.role, "kind": cmd.kind, "department": cmd.department,
-            "place": cmd.place, "disabled": False, "password": hash_password(cmd.password) if cmd.password else ""}
+            "place": cmd.place, "disabled": False,
+            "password": await hash_password_async(cmd.password) if cmd.password else ""}
     public = {k: v for k, v in data.items() if k != "password"}
     return Outcome(ops=[PutDoc(IDENTITIES, cmd.name, data, expect_version=0)], result=public, event=public,
                    after=_forget(rt, cmd.name))

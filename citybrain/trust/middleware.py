@@ -8,6 +8,7 @@ the local admin. The identity is put in `request.state.identity`.
 
 from __future__ import annotations
 
+import math
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -16,7 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from citybrain.confine import check_area
-from citybrain.errors import CityBrainError, Forbidden
+from citybrain.errors import CityBrainError, Forbidden, TooManyRequests
 from citybrain.identity import ANONYMOUS, LOCAL_ADMIN, Identity
 from citybrain.ports import Ports
 from citybrain.trust.policy import PUBLIC, action_of, allowed, command_family, family_of
@@ -24,6 +25,8 @@ from citybrain.trust.tokens import Unauthorized
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
+
+LOGIN = "/api/v1/auth/token"
 
 
 async def authenticate(rt: CityBrain, scope: Scope, family: str) -> Identity | None:
@@ -67,6 +70,8 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         try:
+            if scope["path"] == LOGIN and scope.get("method") == "POST":
+                self._gate(scope)
             scope.setdefault("state", {})["identity"] = await self.decide(scope)
         except CityBrainError as exc:
             if scope["type"] == "websocket":
@@ -77,12 +82,28 @@ class AuthMiddleware:
 
                 await RedirectResponse("/login?next=" + quote(scope["path"]), status_code=303)(scope, receive, send)
                 return
-            headers = {"WWW-Authenticate": 'Bearer realm="citybrain"'} if exc.status == 401 else None
-            response = JSONResponse(exc.to_problem(), status_code=exc.status, headers=headers,
+            headers = {"WWW-Authenticate": 'Bearer realm="citybrain"'} if exc.status == 401 else exc.http_headers()
+            response = JSONResponse(exc.to_problem(), status_code=exc.status, headers=headers or None,
                                     media_type="application/problem+json")
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _gate(self, scope: Scope) -> None:
+        """Refuse a login from an address whose password attempts are used up, before routing or reading it.
+
+        The route checks the account and the address again (AuthService.login); this only makes a flood's
+        429s cheap: no routing, no body, no exception through the framework."""
+        service = self.rt.ports.find(Ports.auth)
+        throttle = getattr(service, "throttle", None)
+        if throttle is None:
+            return
+        client = scope.get("client")
+        wait = throttle.wait([f"addr:{client[0] if client else '?'}"])
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            raise TooManyRequests(f"too many wrong passwords from this address: retry in {retry} s",
+                                  retry_after=retry)
 
     async def decide(self, scope: Scope) -> Identity:
         """Return the identity allowed to make this request, or raise Unauthorized / Forbidden."""
