@@ -26,6 +26,9 @@ SETTING_HELP: dict[str, str] = {
     "request acts as a local admin. Default 'off' in the library, 'on' for `citybrain serve`",
     "jwt_secret": "HS256 secret signing access tokens (secret; '' = generated into <store>.jwt-secret)",
     "token_ttl": "lifetime of access tokens in seconds",
+    "notify_allow": "networks NGSI-LD notifications may reach besides global addresses, comma-separated CIDRs "
+    "(loopback, private); '' = loopback only with auth off, nothing with auth on; 'none' = nothing. Link-local "
+    "and cloud metadata addresses are always refused",
     "ledger_key": "the ledger's Ed25519 signing key (PRIVATE+KEY+…) or the file holding it ('' = "
     "<store>.ledger-key, created on first start); the same on every process of a node",
     "ledger_checkpoint_ms": "longest time between signed ledger checkpoints while entries are arriving",
@@ -63,6 +66,7 @@ class Settings:
     auth: str = "off"
     jwt_secret: str = ""
     token_ttl: int = 3600
+    notify_allow: str = ""
     ledger_key: str = ""
     ledger_checkpoint_ms: int = 500
     bus_stream: str = "CITYBRAIN"
