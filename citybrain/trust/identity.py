@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 ROLES: tuple[str, ...] = (
     "admin", "city_operator", "command_centre", "supervisor", "department_handler", "community_operator",
-    "grid_worker", "data_officer", "auditor", "external_user", "device",
+    "grid_worker", "data_officer", "auditor", "external_user", "device", "ops",
 )
 IDENTITIES, API_KEYS = "identities", "api_keys"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")

@@ -8,6 +8,7 @@ the local admin. The identity is put in `request.state.identity`.
 
 from __future__ import annotations
 
+import hmac
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -45,6 +46,21 @@ async def authenticate(rt: CityBrain, scope: Scope, family: str) -> Identity | N
     cookie = SimpleCookie(headers.get("cookie", ""))
     if "citybrain_token" in cookie:
         return await service.identify(cookie["citybrain_token"].value)
+    return None
+
+
+# who presents the metrics_token setting: may read /metrics (the family "metrics") and nothing else
+SCRAPER = Identity(name="metrics-scraper", role="ops", kind="service")
+
+
+def scraper(rt: CityBrain, scope: Scope) -> Identity | None:
+    """Return SCRAPER if the request sends `Authorization: Bearer <metrics_token>`, else None."""
+    want = rt.settings.metrics_token
+    if not want:
+        return None
+    for k, v in scope.get("headers", []):
+        if k.lower() == b"authorization" and v[:7].lower() == b"bearer ":
+            return SCRAPER if hmac.compare_digest(v[7:].strip(), want.encode()) else None
     return None
 
 
@@ -97,7 +113,8 @@ class AuthMiddleware:
         if family == PUBLIC or (family == "open311" and action == "read"):
             found = await self._try(scope, family)
             return found or ANONYMOUS
-        ident = await authenticate(self.rt, scope, family)
+        ident = scraper(self.rt, scope) if family == "metrics" else None
+        ident = ident or await authenticate(self.rt, scope, family)
         if ident is None:
             raise Unauthorized("credentials required: Authorization: Bearer <token> or X-API-Key")
         if path.startswith("/api/v1/commands/") and action == "write":
