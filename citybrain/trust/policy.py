@@ -18,7 +18,8 @@ RW: frozenset[str] = R | W
 PUBLIC = "public"
 # Path prefix -> family; the longest matching prefix wins. "/" and the dashboard pages need a login.
 FAMILIES: dict[str, str] = {
-    "/-/health": PUBLIC, "/-/version": PUBLIC, "/api/v1/auth/token": PUBLIC,
+    "/-/health": PUBLIC, "/-/version": PUBLIC, "/api/v1/auth/token": PUBLIC, "/api/v1/auth/session": PUBLIC,
+    "/api/v1/auth/logout": PUBLIC,
     "/api/v1/ledger/checkpoint": PUBLIC, "/api/v1/ledger/key": PUBLIC,
     "/-/": "introspection", "/metrics": "metrics", "/docs": "login", "/redoc": "login", "/openapi.json": "login",
     "/static/": "login", "/community/": "login", "/case/": "login", "/api/v1/auth/": "login",
