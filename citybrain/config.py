@@ -36,6 +36,11 @@ SETTING_HELP: dict[str, str] = {
     "request acts as a local admin. Default 'off' in the library, 'on' for `citybrain serve`",
     "jwt_secret": "HS256 secret signing access tokens (secret; '' = generated into <store>.jwt-secret)",
     "token_ttl": "lifetime of access tokens in seconds",
+    "metrics_token": "bearer token that may read /metrics and nothing else, for a Prometheus scraper (secret; "
+    "'' = none: /metrics needs an admin, ops, city_operator or auditor credential)",
+    "notify_allow": "networks NGSI-LD notifications may reach besides global addresses, comma-separated CIDRs "
+    "(loopback, private); '' = loopback only with auth off, nothing with auth on; 'none' = nothing. Link-local "
+    "and cloud metadata addresses are always refused",
     "ledger_key": "the ledger's Ed25519 signing key (PRIVATE+KEY+…) or the file holding it ('' = "
     "<store>.ledger-key, created on first start); the same on every process of a node",
     "ledger_checkpoint_ms": "longest time between signed ledger checkpoints while entries are arriving",
@@ -54,7 +59,7 @@ SETTING_HELP: dict[str, str] = {
 }
 
 # settings whose values are secrets: never shown by public(), in logs or in errors
-SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret", "ledger_key"})
+SECRET_SETTINGS: frozenset[str] = frozenset({"jwt_secret", "ledger_key", "metrics_token"})
 
 
 @dataclass
@@ -82,6 +87,8 @@ class Settings:
     auth: str = "off"
     jwt_secret: str = ""
     token_ttl: int = 3600
+    metrics_token: str = ""
+    notify_allow: str = ""
     ledger_key: str = ""
     ledger_checkpoint_ms: int = 500
     bus_stream: str = "CITYBRAIN"

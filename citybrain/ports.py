@@ -217,9 +217,11 @@ class DevicesPort(Protocol):
 
 
 class NotifierPort(Protocol):
-    """The NGSI-LD subscriptions this process notifies (`watches`, by subscription id)."""
+    """The NGSI-LD subscriptions this process notifies (`watches`, by subscription id) and where
+    notifications may go (`egress`, a citybrain.ngsi.egress.EgressPolicy)."""
 
     watches: dict[str, Any]
+    egress: Any
 
     def put(self, watch: Any) -> None: ...
     def remove(self, sub_id: str) -> None: ...

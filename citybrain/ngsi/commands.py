@@ -256,6 +256,16 @@ def _compile(sub: dict[str, Any], context: Any, area: str | None, revision: str)
         raise ValidationError(exc.detail, field="subscription") from None
 
 
+async def _check_endpoint(rt: CityBrain, uri: str) -> None:
+    """Refuse an endpoint the egress policy refuses (link-local, metadata, private, loopback; egress.py)."""
+    from citybrain.ngsi.egress import EgressRefused
+
+    try:
+        await rt.ports.ngsi_notifier.egress.check_uri(uri)
+    except EgressRefused as exc:
+        raise ValidationError(f"notification.endpoint.uri: {exc}", field="notification.endpoint.uri") from None
+
+
 async def create_subscription(rt: CityBrain, cmd: SubscriptionWrite, ctx: Context) -> Outcome:
     """Store a new subscription (AlreadyExists from the store if its id is taken) and make it live here."""
     from citybrain.ngsi.notify import STATUS
@@ -266,6 +276,7 @@ async def create_subscription(rt: CityBrain, cmd: SubscriptionWrite, ctx: Contex
     if not isinstance(sub_id, str):
         raise ValidationError("subscription.id: a subscription needs an id", field="subscription.id")
     watch = _compile(sub, cmd.context, cmd.area, ctx.id)
+    await _check_endpoint(rt, watch.uri)
     doc = {"subscription": sub, "context": cmd.context, "area": cmd.area, "revision": ctx.id}
 
     async def after() -> None:
@@ -289,6 +300,7 @@ async def update_subscription(rt: CityBrain, cmd: SubscriptionChange, ctx: Conte
     context = cmd.context if cmd.context is not None else found.data.get("context")
     area = found.data.get("area")
     watch = _compile(sub, context, area, ctx.id)
+    await _check_endpoint(rt, watch.uri)
     doc = {"subscription": sub, "context": context, "area": area, "revision": ctx.id}
 
     async def after() -> None:

@@ -41,8 +41,10 @@ router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 
 
 def actor(request: Request) -> str:
-    """Return who is acting, for the command context."""
-    return request.headers.get("x-citybrain-actor", "ngsi-ld")
+    """Return who is acting, for the command context: the authenticated identity (see actor_of)."""
+    from citybrain.api.routes import actor_of
+
+    return actor_of(request)
 
 
 async def execute(rt: CityBrain, request: Request, name: str, payload: Any) -> Any:

@@ -37,6 +37,7 @@ from citybrain.context import new_id
 from citybrain.errors import AlreadyExists, Conflict
 from citybrain.events import decode_event
 from citybrain.ngsi.convert import entity_out
+from citybrain.ngsi.egress import EgressPolicy, EgressRefused, checked_resolver
 from citybrain.ngsi.geo import GeoPredicate
 from citybrain.ngsi.http import JSONLD_REL, context_value
 from citybrain.ngsi.ldcontext import ActiveContext
@@ -154,6 +155,7 @@ class Notifier:
         self.watches: dict[str, Watch] = {}
         self.client: httpx.AsyncClient | None = None  # when set (tests), every notification goes through it
         self.session: aiohttp.ClientSession | None = None  # opened on the first notification
+        self.egress = EgressPolicy.from_settings(rt.settings)  # where notifications may go (egress.py)
         rt.on_stop(self.close)
 
     async def start(self) -> None:
@@ -317,14 +319,21 @@ class Notifier:
         error = ""
         for attempt in range(self.retries + 1):
             try:
+                await self.egress.check_uri(w.uri)  # resolved now: the name may point elsewhere since
                 status = await self._post(w.uri, payload, headers)
                 if status < 300:
                     w.note(lastSuccess=self.rt.now(), timesSent=1, status="ok")
                     await self._save(w)
                     return True
-                error = f"HTTP {status}"
+                error = f"HTTP {status}"  # a redirect (3xx) is not followed: it is a failure
+            except EgressRefused as exc:
+                error = f"refused: {exc}"
+                break
             except (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                refused = exc.__cause__ if isinstance(exc.__cause__, EgressRefused) else None
+                error = f"refused: {refused}" if refused else f"{type(exc).__name__}: {exc}"
+                if refused:
+                    break
             if attempt < self.retries:
                 await asyncio.sleep(self.backoff * 2**attempt)
         w.note(lastFailure=self.rt.now(), status="failed", lastError=error, timesFailed=1)
@@ -334,13 +343,15 @@ class Notifier:
     async def _post(self, uri: str, payload: bytes, headers: dict[str, str]) -> int:
         """POST a body; return the HTTP status (a client set on `self.client`, e.g. by tests, takes all)."""
         if self.client is not None:
-            answer = await self.client.post(uri, content=payload, headers=headers)
+            answer = await self.client.post(uri, content=payload, headers=headers)  # httpx: no redirects
             return answer.status_code
         if self.session is None or self.session.closed:
+            # every address a name resolves to is checked when connecting (DNS rebinding), see egress.py
             self.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True,
-                connector=aiohttp.TCPConnector(limit_per_host=8), headers={"User-Agent": "citybrain"})
-        async with self.session.post(uri, data=payload, headers=headers) as r:
+                connector=aiohttp.TCPConnector(limit_per_host=8, resolver=checked_resolver(self.egress)),
+                headers={"User-Agent": "citybrain"})
+        async with self.session.post(uri, data=payload, headers=headers, allow_redirects=False) as r:
             await r.read()
             return r.status
 

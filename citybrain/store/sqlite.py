@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +44,8 @@ from citybrain.store.base import (
 )
 from citybrain.store.schema import SQLITE_MIGRATIONS
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 _ATTR_UPSERT = (
@@ -67,6 +72,22 @@ def _regexp(pattern: str, value: str | None) -> bool:
 
 
 INLINE_READ_MAX = 16  # get_entities of at most this many ids runs on the caller's thread
+
+
+def private_files(db: Path) -> None:
+    """Make the database file and its WAL and SHM readable by their owner only (0600), like the node's
+    secret files: whoever reads the store reads every identity, grant and event. A new database is created
+    0600 (SQLite gives its -wal and -shm the database file's mode); existing files are tightened."""
+    fd = os.open(db, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}-journal")):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                path.chmod(mode & 0o700)
+                log.info("store file %s was mode %o; now %o (owner only)", path, mode, mode & 0o700)
+        except FileNotFoundError:
+            continue
 
 
 class SqliteStore(Store):
@@ -122,8 +143,9 @@ class SqliteStore(Store):
         return fn(self._reader())
 
     async def _connect(self) -> None:
-        if self.path != ":memory:":
+        if self.path != ":memory:" and not self.path.startswith("file:"):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_files(Path(self.path))
         loop = asyncio.get_running_loop()
         self._wconn = await loop.run_in_executor(self._writer_pool, self._new_conn)
 

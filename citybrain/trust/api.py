@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 from fastapi import APIRouter, FastAPI, Query, Request, Response
@@ -43,6 +44,46 @@ async def token(request: Request) -> Response:
         body = await read_json(request)
     client = request.client.host if request.client else None
     return json(await auth.login(body if isinstance(body, dict) else {}, client))
+
+
+COOKIE = "citybrain_token"
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")  # controls, spaces and backslashes (browsers read \ as /)
+
+
+def safe_next(value: object) -> str:
+    """Return `value` if it is a path on this site (`/…`, not `//host` or `/\\host`), else "/"."""
+    if not isinstance(value, str) or not value.startswith("/") or value.startswith("//") or _UNSAFE.search(value):
+        return "/"
+    parts = urlsplit(value)
+    return value if not parts.scheme and not parts.netloc else "/"
+
+
+@router.post("/auth/session")
+async def session(request: Request) -> Response:
+    """Log the dashboard in: check {api_key} or {username, password} (JSON or form) and set the access token
+    as an HttpOnly, SameSite=Lax cookie (Secure over https); answer where to go next (`next`, a path on this
+    site only) and who logged in. The token itself is not in the body: the page's scripts never hold it."""
+    auth = rt_of(request).ports.find_own(Ports.auth, AuthService)
+    if auth is None:
+        raise Unauthorized("authentication is not available on this node")
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        body: Any = dict(parse_qsl((await request.body()).decode()))
+    else:
+        body = await read_json(request)
+    body = body if isinstance(body, dict) else {}
+    out = await auth.login(body)
+    response = json({"actor": out["actor"], "expires_in": out["expires_in"], "next": safe_next(body.get("next"))})
+    response.set_cookie(COOKIE, out["access_token"], max_age=int(out["expires_in"]), path="/", httponly=True,
+                        samesite="lax", secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(request: Request) -> Response:
+    """Drop the dashboard's token cookie (the token itself stays valid until it expires or is revoked)."""
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https")
+    return response
 
 
 @router.get("/auth/whoami")

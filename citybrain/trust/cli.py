@@ -45,7 +45,7 @@ def run(store: str | None, fn: Callable[[Any], Awaitable[Any]]) -> Any:
 def add(
     name: str = typer.Argument(..., help="login name"),
     role: str = typer.Option(..., help="admin, city_operator, command_centre, supervisor, department_handler, "
-                             "community_operator, grid_worker, data_officer, auditor, external_user, device"),
+                             "community_operator, grid_worker, data_officer, auditor, external_user, device, ops"),
     department: str = typer.Option(None, help="department scope, e.g. transport"),
     place: str = typer.Option(None, help="place scope (URN): the identity sees only this place and below"),
     service: bool = typer.Option(False, "--service", help="a service account (devices, other systems)"),

@@ -98,6 +98,22 @@ def provenance(ds: Dataset, grant: Grant | None, now: str, access_id: str) -> di
             "classification": ds.classification, "owner": ds.owner}
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """Defuse a CSV cell a spreadsheet would run as a formula (OWASP CSV injection): a text starting with
+    = + - @ tab or CR gets a leading apostrophe. Numbers stay numbers (-3.5 is written as -3.5)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _one_line(value: Any) -> str:
+    """Return a provenance value fit for one `# key: value` comment line."""
+    return str(value).replace("\r", " ").replace("\n", " ")
+
+
 def encode(rows: list[dict[str, Any]], fmt: str, prov: dict[str, str]) -> bytes:
     """Encode rows in a format, with the provenance inside the file."""
     if fmt == "json":
@@ -105,12 +121,13 @@ def encode(rows: list[dict[str, Any]], fmt: str, prov: dict[str, str]) -> bytes:
     if fmt == "csv":
         buf = io.StringIO()
         for key, value in prov.items():
-            buf.write(f"# {key}: {value}\n")
+            buf.write(f"# {_one_line(key)}: {_one_line(value)}\n")
         columns = list(dict.fromkeys(k for r in rows for k in r))
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
+        writer = csv.writer(buf)
+        writer.writerow([csv_cell(c) for c in columns])
         for r in rows:
-            writer.writerow({k: orjson.dumps(v).decode() if isinstance(v, dict | list) else v for k, v in r.items()})
+            writer.writerow([csv_cell(orjson.dumps(v).decode() if isinstance(v, dict | list) else v)
+                             for v in (r.get(c) for c in columns)])
         return buf.getvalue().encode()
     if fmt == "geojson":
         feats = [{"type": "Feature", "id": r.get("id"), "geometry": r.get("location"),

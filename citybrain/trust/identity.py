@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 
 ROLES: tuple[str, ...] = (
     "admin", "city_operator", "command_centre", "supervisor", "department_handler", "community_operator",
-    "grid_worker", "data_officer", "auditor", "external_user", "device",
+    "grid_worker", "data_officer", "auditor", "external_user", "device", "ops",
 )
 IDENTITIES, API_KEYS = "identities", "api_keys"
+# identity document member: access tokens issued (iat, whole seconds) no later than this epoch time are void
+TOKENS_AFTER = "tokens_after"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
@@ -93,22 +95,36 @@ class Directory:
 
     def __init__(self, rt: CityBrain, ttl: float = 2.0) -> None:
         self.rt, self.ttl = rt, ttl
-        self._cache: dict[str, tuple[float, Identity | None, str]] = {}
+        self._cache: dict[str, tuple[float, Identity | None, str, float]] = {}
 
     async def get(self, name: str) -> Identity | None:
         """Return an identity (disabled ones too), or None."""
         return (await self._load(name))[0]
 
     async def _load(self, name: str) -> tuple[Identity | None, str]:
+        hit = await self._entry(name)
+        return hit[1], hit[2]
+
+    async def _entry(self, name: str) -> tuple[float, Identity | None, str, float]:
+        """Return (loaded at, identity, password hash, tokens_after) from the cache (≤ ttl old) or the store."""
         hit = self._cache.get(name)
         if hit is not None and time.monotonic() - hit[0] < self.ttl:
-            return hit[1], hit[2]
+            return hit
         doc = await self.rt.store.get_doc(IDENTITIES, name)
         ident = None if doc is None else msgspec.convert(
-            {k: v for k, v in doc.data.items() if k != "password"}, Identity)
+            {k: v for k, v in doc.data.items() if k not in ("password", TOKENS_AFTER)}, Identity)
         pw = "" if doc is None else str(doc.data.get("password") or "")
-        self._cache[name] = (time.monotonic(), ident, pw)
-        return ident, pw
+        after = 0.0 if doc is None else float(doc.data.get(TOKENS_AFTER) or 0)
+        entry = (time.monotonic(), ident, pw, after)
+        self._cache[name] = entry
+        return entry
+
+    async def token_revoked(self, claims: dict[str, Any]) -> bool:
+        """Tell whether an access token's claims were issued no later than its identity's tokens were revoked
+        (a key revoked, `user.revoke_tokens`): read from the store at most `ttl` seconds ago."""
+        after = (await self._entry(str(claims.get("sub"))))[3]
+        iat = claims.get("iat")
+        return bool(after) and (not isinstance(iat, int | float) or iat <= int(after))
 
     def forget(self, name: str | None = None) -> None:
         """Drop cached entries (all, or one identity's)."""
@@ -211,12 +227,31 @@ async def new_key(rt: CityBrain, cmd: NewKey, ctx: Context) -> Outcome:
 
 
 async def revoke_key(rt: CityBrain, cmd: KeyRef, ctx: Context) -> Outcome:
-    """Mark an API key revoked."""
+    """Mark an API key revoked, and void the access tokens its identity holds (a token does not record the
+    key it was obtained with, so every token of the identity issued until now ends; its other keys and
+    password still work and give new tokens)."""
     doc = await rt.store.get_doc(API_KEYS, cmd.key_id)
     if doc is None:
         raise NotFound(f"unknown API key {cmd.key_id}", field="key_id")
-    return Outcome(ops=[PutDoc(API_KEYS, cmd.key_id, doc.data | {"revoked": True, "revoked_at": rt.now()})],
-                   event={"key_id": cmd.key_id, "name": doc.data["identity"]})
+    name = doc.data["identity"]
+    ops: list[Any] = [PutDoc(API_KEYS, cmd.key_id, doc.data | {"revoked": True, "revoked_at": rt.now()})]
+    ops += await _void_tokens(rt, name)
+    return Outcome(ops=ops, event={"key_id": cmd.key_id, "name": name}, after=_forget(rt, name))
+
+
+async def _void_tokens(rt: CityBrain, name: str) -> list[Any]:
+    """Return the write ending every access token of `name` issued until now (wall-clock seconds, as iat)."""
+    doc = await rt.store.get_doc(IDENTITIES, name)
+    if doc is None:
+        return []
+    return [PutDoc(IDENTITIES, name, doc.data | {TOKENS_AFTER: time.time()}, expect_version=doc.version)]
+
+
+async def revoke_tokens(rt: CityBrain, cmd: UserRef, ctx: Context) -> Outcome:
+    """End every access token an identity holds now (its keys and password still work)."""
+    if await rt.store.get_doc(IDENTITIES, cmd.name) is None:
+        raise NotFound(f"unknown identity {cmd.name}", field="name")
+    return Outcome(ops=await _void_tokens(rt, cmd.name), event={"name": cmd.name}, after=_forget(rt, cmd.name))
 
 
 async def disable_user(rt: CityBrain, cmd: UserRef, ctx: Context) -> Outcome:
@@ -235,3 +270,5 @@ def register(rt: CityBrain) -> None:
     rt.commands.register("user.key", NewKey, new_key, "issue an API key (shown once)", admin)
     rt.commands.register("user.revoke_key", KeyRef, revoke_key, "revoke an API key", admin)
     rt.commands.register("user.disable", UserRef, disable_user, "disable an identity", admin)
+    rt.commands.register("user.revoke_tokens", UserRef, revoke_tokens, "end every access token of an identity",
+                         admin)

@@ -8,6 +8,7 @@ the local admin. The identity is put in `request.state.identity`.
 
 from __future__ import annotations
 
+import hmac
 import math
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
@@ -31,23 +32,62 @@ LOGIN = "/api/v1/auth/token"
 
 async def authenticate(rt: CityBrain, scope: Scope, family: str) -> Identity | None:
     """Return the identity the request's credentials prove, None if it has none; raise if they are bad."""
+    credential = _credential(scope, family)
+    if credential is None:
+        return None
     service = rt.ports.find(Ports.auth)
     if service is None:
         raise Unauthorized("authentication is not available on this node")
+    ident = await service.identify(credential)
+    if not credential.startswith("cb_"):
+        await _check_not_revoked(rt, service, credential)
+    return ident
+
+
+async def _check_not_revoked(rt: CityBrain, service: Any, token: str) -> None:
+    """Refuse an access token issued before its identity's tokens were revoked (a key revoked,
+    user.revoke_tokens); the identity document is read from the store at most two seconds ago."""
+    from citybrain.trust.auth import AuthService
+    from citybrain.trust.tokens import decode
+
+    if not isinstance(service, AuthService):
+        return
+    claims = decode(token, service._secret, issuer=rt.node_id)  # identify has verified it: cheap HMAC again
+    if await service.directory.token_revoked(claims):
+        raise Unauthorized("the token was revoked")
+
+
+def _credential(scope: Scope, family: str) -> str | None:
+    """Return the credential a request presents (header, query or cookie), or None."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
     auth = headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
-        return await service.identify(auth[7:].strip())
+        return auth[7:].strip()
     if "x-api-key" in headers:
-        return await service.identify(headers["x-api-key"].strip())
+        return headers["x-api-key"].strip()
     if family == "open311" and "api_key" in query:
-        return await service.identify(query["api_key"])
+        return query["api_key"]
     if family == "dashboard" and "access_token" in query:
-        return await service.identify(query["access_token"])
+        return query["access_token"]
     cookie = SimpleCookie(headers.get("cookie", ""))
     if "citybrain_token" in cookie:
-        return await service.identify(cookie["citybrain_token"].value)
+        return cookie["citybrain_token"].value
+    return None
+
+
+# who presents the metrics_token setting: may read /metrics (the family "metrics") and nothing else
+SCRAPER = Identity(name="metrics-scraper", role="ops", kind="service")
+
+
+def scraper(rt: CityBrain, scope: Scope) -> Identity | None:
+    """Return SCRAPER if the request sends `Authorization: Bearer <metrics_token>`, else None."""
+    want = rt.settings.metrics_token
+    if not want:
+        return None
+    for k, v in scope.get("headers", []):
+        if k.lower() == b"authorization" and v[:7].lower() == b"bearer ":
+            return SCRAPER if hmac.compare_digest(v[7:].strip(), want.encode()) else None
     return None
 
 
@@ -118,7 +158,8 @@ class AuthMiddleware:
         if family == PUBLIC or (family == "open311" and action == "read"):
             found = await self._try(scope, family)
             return found or ANONYMOUS
-        ident = await authenticate(self.rt, scope, family)
+        ident = scraper(self.rt, scope) if family == "metrics" else None
+        ident = ident or await authenticate(self.rt, scope, family)
         if ident is None:
             raise Unauthorized("credentials required: Authorization: Bearer <token> or X-API-Key")
         if path.startswith("/api/v1/commands/") and action == "write":

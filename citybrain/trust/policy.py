@@ -18,9 +18,10 @@ RW: frozenset[str] = R | W
 PUBLIC = "public"
 # Path prefix -> family; the longest matching prefix wins. "/" and the dashboard pages need a login.
 FAMILIES: dict[str, str] = {
-    "/-/health": PUBLIC, "/-/version": PUBLIC, "/api/v1/auth/token": PUBLIC,
+    "/-/health": PUBLIC, "/-/version": PUBLIC, "/api/v1/auth/token": PUBLIC, "/api/v1/auth/session": PUBLIC,
+    "/api/v1/auth/logout": PUBLIC,
     "/api/v1/ledger/checkpoint": PUBLIC, "/api/v1/ledger/key": PUBLIC,
-    "/-/": "introspection", "/metrics": "introspection", "/docs": "login", "/redoc": "login", "/openapi.json": "login",
+    "/-/": "introspection", "/metrics": "metrics", "/docs": "login", "/redoc": "login", "/openapi.json": "login",
     "/static/": "login", "/community/": "login", "/case/": "login", "/api/v1/auth/": "login",
     "/api/v1/commands": "login",
     "/api/v1/map/": "dashboard", "/api/v1/dashboard": "dashboard", "/api/v1/stream": "dashboard",
@@ -54,7 +55,8 @@ _ops = {"login": R, "dashboard": R, "model": R, "ngsi": R, "open311": RW, "cases
 POLICY: dict[str, dict[str, frozenset[str]]] = {
     "admin": {},  # everything, see allowed()
     "city_operator": _ops | {"model": RW, "ingest": RW, "ngsi": RW, "situation": RW, "modes": RW,
-                             "federation": RW, "ledger": R, "indicators": RW, "events": R, "introspection": R},
+                             "federation": RW, "ledger": R, "indicators": RW, "events": R, "introspection": R,
+                             "metrics": R},
     "command_centre": _ops | {"situation": RW, "modes": RW, "federation": R, "ledger": R, "events": R},
     "supervisor": _ops | {"federation": R, "ledger": R, "events": R},
     "department_handler": dict(_ops),
@@ -64,9 +66,12 @@ POLICY: dict[str, dict[str, frozenset[str]]] = {
     "data_officer": {"login": R, "model": R, "catalog": RW, "data": R, "ledger": R, "indicators": R,
                      "events": R},
     "auditor": {f: R for f in ("login", "dashboard", "model", "ngsi", "open311", "cases", "situation", "modes",
-                               "federation", "catalog", "ledger", "indicators", "events", "introspection")},
+                               "federation", "catalog", "ledger", "indicators", "events", "introspection",
+                               "metrics")},
     "external_user": {"login": R, "catalog": RW, "data": R, "open311": RW},
     "device": {"ingest": W, "ngsi": RW},
+    # operations staff and monitoring: Prometheus metrics and the (redacted) introspection pages, no city data
+    "ops": {"introspection": R, "metrics": R},
 }
 FAMILY_NAMES: tuple[str, ...] = tuple(sorted(set(FAMILIES.values()) | {"admin", "ledger", "receipts"}))
 

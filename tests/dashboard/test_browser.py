@@ -171,6 +171,27 @@ def test_login_with_an_api_key(secured_server, page) -> None:
     page.wait_for_function("document.getElementById('error').textContent.length > 0")
 
 
+def test_login_cookie_is_httponly_and_next_stays_on_the_site(secured_server, page) -> None:
+    """Issue #20: the server sets the token cookie (HttpOnly, SameSite=Lax); `next` cannot send the browser
+    to another host."""
+    base, store = secured_server
+    key_file = Path(str(store) + ".admin-key")
+    for _ in range(50):
+        if key_file.exists():
+            break
+        time.sleep(0.2)
+    key = key_file.read_text().strip().split()[-1]
+    page.context.clear_cookies()
+    page.goto(base + "/login?next=//evil.example/steal")
+    page.fill("#api_key", key)
+    page.click("button[type=submit]")
+    page.wait_for_selector("body[data-ready='1']", timeout=20000)
+    assert page.url.rstrip("/") == base
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "citybrain_token"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/"
+    assert "citybrain_token" not in page.evaluate("document.cookie")  # scripts cannot read it
+
+
 def _until(check, timeout: float = 15.0, every: float = 0.5):
     """Call `check` until it returns a truthy value (page and API can be a refresh apart); return its last value."""
     deadline = time.monotonic() + timeout

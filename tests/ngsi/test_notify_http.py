@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from citybrain.config import Settings
 from citybrain.ngsi.notify import Notifier
 
 ANSWERS = {
@@ -56,6 +57,8 @@ async def server() -> AsyncIterator[tuple[Server, int]]:
 
 
 class FakeRuntime:
+    settings = Settings()  # auth off: notifications may reach loopback (citybrain/ngsi/egress.py)
+
     def on_stop(self, hook: Any) -> None:
         pass
 

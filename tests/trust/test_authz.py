@@ -16,7 +16,7 @@ PATHS = {
     "modes": "/api/v1/modes", "federation": "/api/v1/federation/nodes", "catalog": "/api/v1/catalog",
     "data": "/api/v1/data/air-quality", "ledger": "/api/v1/ledger/entries", "indicators": "/api/v1/indicators",
     "events": "/api/v1/events", "admin": "/api/v1/users", "dashboard": "/api/v1/dashboard/summary",
-    "login": "/", "introspection": "/-/settings",
+    "login": "/", "introspection": "/-/settings", "metrics": "/metrics",
 }
 # The specification, written independently of citybrain/trust/policy.py: role -> family -> "r", "w" or "rw".
 OPS = {"login": "r", "dashboard": "r", "model": "r", "ngsi": "r", "open311": "rw", "cases": "rw", "situation": "r",
@@ -25,7 +25,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     "admin": {f: "rw" for f in PATHS},
     "city_operator": OPS | {"model": "rw", "ingest": "rw", "ngsi": "rw", "situation": "rw", "modes": "rw",
                             "federation": "rw", "ledger": "r", "indicators": "rw", "events": "r",
-                            "introspection": "r"},
+                            "introspection": "r", "metrics": "r"},
     "command_centre": OPS | {"situation": "rw", "modes": "rw", "federation": "r", "ledger": "r", "events": "r"},
     "supervisor": OPS | {"federation": "r", "ledger": "r", "events": "r"},
     "department_handler": OPS,
@@ -35,9 +35,11 @@ EXPECTED: dict[str, dict[str, str]] = {
     "data_officer": {"login": "r", "model": "r", "catalog": "rw", "data": "r", "ledger": "r", "indicators": "r",
                      "events": "r"},
     "auditor": {f: "r" for f in ("login", "dashboard", "model", "ngsi", "open311", "cases", "situation", "modes",
-                                 "federation", "catalog", "ledger", "indicators", "events", "introspection")},
+                                 "federation", "catalog", "ledger", "indicators", "events", "introspection",
+                                 "metrics")},
     "external_user": {"login": "r", "catalog": "rw", "data": "r", "open311": "rw"},
     "device": {"ingest": "w", "ngsi": "rw"},
+    "ops": {"introspection": "r", "metrics": "r"},
 }
 # families whose requests name a place in the query are confined to the identity's area
 AREA_FAMILIES = {"model", "ngsi", "dashboard", "cases", "situation", "modes", "indicators", "ingest", "data",

@@ -26,7 +26,7 @@ SCOPES: dict[str, tuple[str | None, str | None]] = {
     "admin": (None, None), "city_operator": (None, None), "command_centre": (None, None),
     "supervisor": (None, None), "department_handler": ("transport", None), "community_operator": (None, C1),
     "grid_worker": (None, C1), "data_officer": (None, None), "auditor": (None, None),
-    "external_user": (None, None), "device": (None, None),
+    "external_user": (None, None), "device": (None, None), "ops": (None, None),
 }
 
 
