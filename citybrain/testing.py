@@ -298,8 +298,9 @@ async def running(city: TestCity | None, *, directory: str | Path | None = None,
     options such as `rules_file`). `components` limits the components set up, `extensions` the HTTP
     extensions mounted. The runtime is stopped, and the client closed, when the block ends.
     """
-    with tempfile.TemporaryDirectory(prefix="citybrain-test-") if directory is None else nullcontext() as tmp:
-        where = Path(tmp if directory is None else directory)
+    owned = tempfile.TemporaryDirectory(prefix="citybrain-test-") if directory is None else None
+    with owned or nullcontext():
+        where = Path(owned.name if owned is not None else str(directory))
         config = Settings(store=store or str(where / "city.db"), **{"bus": "memory", **settings})
         config.extra.update(extra or {})
         fake = clock or FakeClock(start)
