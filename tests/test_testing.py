@@ -78,3 +78,11 @@ def test_import_is_light() -> None:
             " if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_integrator_example_runs(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "integrator.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Testing your integration with citybrain.testing"):]
+    example = section[section.index("```python\n") + 10:section.index("\n```", section.index("```python"))]
+    (tmp_path / "example.py").write_text(example, encoding="utf-8")
+    subprocess.run([sys.executable, str(tmp_path / "example.py")], check=True, timeout=120, cwd=tmp_path)
