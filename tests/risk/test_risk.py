@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
 
 from citybrain.bus import Message
+from citybrain.clock import FakeClock
+from citybrain.config import Settings
 from citybrain.risk.factors import Profile, level_of_score, vulnerability
 from citybrain.runtime import CityBrain
-from citybrain.testing import Sensor, TestCity, running
+from citybrain.testing import Sensor, TestCity, build
 
 RULES = """rules:
   - id: pm25-test
@@ -28,7 +28,7 @@ RULES = """rules:
     levels: {orange: {at_least: 1, of: {above: 40}}}
 """
 # city bj > district d > subdistrict s > community c1 > cells dense, sparse, mid; an air-quality sensor and a
-# weather station in each cell
+# weather station in each cell (tests/cases, tests/situation and tests/alerts use this city too)
 CELLS = {"dense": {"population": 20000, "elderly": 5000, "children": 2400, "lowLying": True, "oldBuildings": 0.7},
          "sparse": {"population": 1500, "elderly": 120, "children": 100, "lowLying": False, "oldBuildings": 0.1},
          "mid": {"population": 8000, "elderly": 1200}}
@@ -39,16 +39,19 @@ TOWN = TestCity(cols=3, rows=1, k=3, districts=1, city="urn:ngsi-ld:City:bj", di
                 geometry=False, sensors=(Sensor("AirQualityObserved"), Sensor("WeatherObserved")))
 
 
-@asynccontextmanager
-async def make_city(tmp_path: Path, rules: str = RULES, **extra: object) -> AsyncIterator[CityBrain]:
+async def make_city(tmp_path: Path, rules: str = RULES, **extra: object) -> CityBrain:
+    """Start the city (the caller stops it) with `rules` and component options `extra`."""
     path = tmp_path / "rules.yaml"
     path.write_text(rules)
-    async with running(TOWN, directory=tmp_path, start="2016-07-20T00:00:00Z", extensions=[],
-                       extra={"rules_file": str(path), "detectors": False, **extra}) as (rt, _, _):
-        await rt.execute("entity.write", {"entity": {"id": "urn:ngsi-ld:Building:hospital", "type": "Building",
-                                                     "place": "urn:ngsi-ld:Grid:dense", "attrs": {"critical": True}}})
-        await rt.bus.drain()  # type: ignore[attr-defined]
-        yield rt
+    settings = Settings(store=str(tmp_path / "c.db"), bus="memory")
+    settings.extra.update({"rules_file": str(path), "detectors": False, **extra})
+    rt = CityBrain(settings, clock=FakeClock("2016-07-20T00:00:00Z"))
+    await rt.start()
+    await build(rt, TOWN)
+    await rt.execute("entity.write", {"entity": {"id": "urn:ngsi-ld:Building:hospital", "type": "Building",
+                                                 "place": "urn:ngsi-ld:Grid:dense", "attrs": {"critical": True}}})
+    await rt.bus.drain()  # type: ignore[attr-defined]
+    return rt
 
 
 async def ingest(rt: CityBrain, items: list[dict]) -> None:
@@ -61,7 +64,8 @@ def obs(kind: str, cell: str, attr: str, value: float, when: str = "2016-07-20T0
 
 
 async def test_level_changes_within_a_second_and_names_factors(tmp_path: Path) -> None:
-    async with make_city(tmp_path) as rt:
+    rt = await make_city(tmp_path)
+    try:
         changed: list[dict] = []
         got = asyncio.Event()
 
@@ -101,10 +105,13 @@ async def test_level_changes_within_a_second_and_names_factors(tmp_path: Path) -
         await rt.bus.drain()  # type: ignore[attr-defined]
         assert rt.ports.risk.risk["urn:ngsi-ld:Grid:dense"]["level"] == "none"
         assert changed[-1]["previous"] in ("orange", "red")
+    finally:
+        await rt.stop()
 
 
 async def test_community_rule_covers_every_cell_and_flood_weighs_low_lying(tmp_path: Path) -> None:
-    async with make_city(tmp_path) as rt:
+    rt = await make_city(tmp_path)
+    try:
         await ingest(rt, [obs("WeatherObserved", "mid", "precipitation", 55)])
         await rt.bus.drain()  # type: ignore[attr-defined]
         risk = rt.ports.risk.risk
@@ -112,6 +119,8 @@ async def test_community_rule_covers_every_cell_and_flood_weighs_low_lying(tmp_p
         dense = risk["urn:ngsi-ld:Grid:dense"]
         assert dense["factors"][2]["parts"].get("low_lying") is True
         assert dense["score"] > risk["urn:ngsi-ld:Grid:sparse"]["score"]
+    finally:
+        await rt.stop()
 
 
 def test_factor_arithmetic() -> None:
