@@ -38,6 +38,8 @@ TOWN = TestCity(cols=3, rows=1, k=3, districts=1, city="urn:ngsi-ld:City:bj", di
                 cell_id=lambda i, j: f"urn:ngsi-ld:Grid:{NAMES[i]}", cell_attrs=lambda i, j: CELLS[NAMES[i]],
                 geometry=False, sensors=(Sensor("AirQualityObserved"), Sensor("WeatherObserved")))
 
+PLACES = [(p["id"], p["type"], p["place"], p.get("attrs", {})) for p in TOWN.places()]  # (id, type, parent, attrs)
+
 
 async def make_city(tmp_path: Path, rules: str = RULES, **extra: object) -> CityBrain:
     """Start the city (the caller stops it) with `rules` and component options `extra`."""
