@@ -11,25 +11,17 @@ from citybrain.config import Settings
 from citybrain.context import Context
 from citybrain.errors import AlreadyExists, NotFound, ValidationError
 from citybrain.runtime import CityBrain
+from citybrain.testing import Sensor, TestCity, build
 
-SQUARE = {"type": "Polygon", "coordinates": [[[116.0, 39.0], [117.0, 39.0], [117.0, 40.0], [116.0, 40.0], [116.0, 39.0]]]}
-CELL = {"type": "Polygon", "coordinates": [[[116.0, 39.0], [116.5, 39.0], [116.5, 39.5], [116.0, 39.5], [116.0, 39.0]]]}
+# city bj > district d1 > subdistrict s1 > community c1 > cell g1, one air-quality sensor s1 located by its point
+CITY = TestCity(cols=1, rows=1, k=1, districts=1, city="urn:ngsi-ld:City:bj", cell_id="urn:ngsi-ld:Grid:g{n}",
+                community_id="urn:ngsi-ld:Community:c{n}", origin=(116.0, 39.0), size=(0.5, 0.5), names=True,
+                sensors=(Sensor("AirQualityObserved", "urn:ngsi-ld:AirQualityObserved:s{n}", at=(0.4, 0.4),
+                                placed=False),))
 
 
-def place(pid: str, ptype: str, parent: str | None, geo: dict = SQUARE) -> dict:
-    return {"entity": {"id": pid, "type": ptype, "place": parent, "location": geo,
-                       "attrs": {"name": {"type": "Property", "value": pid.rsplit(":", 1)[-1]}}}}
-
-
-async def build_city(rt: CityBrain) -> None:
-    await rt.execute("entity.write", place("urn:ngsi-ld:City:bj", "City", None))
-    await rt.execute("entity.write", place("urn:ngsi-ld:District:d1", "District", "urn:ngsi-ld:City:bj"))
-    await rt.execute("entity.write", place("urn:ngsi-ld:Subdistrict:s1", "Subdistrict", "urn:ngsi-ld:District:d1"))
-    await rt.execute("entity.write", place("urn:ngsi-ld:Community:c1", "Community", "urn:ngsi-ld:Subdistrict:s1"))
-    await rt.execute("entity.write", place("urn:ngsi-ld:Grid:g1", "Grid", "urn:ngsi-ld:Community:c1", CELL))
-    await rt.execute("entity.write", {"entity": {
-        "id": "urn:ngsi-ld:AirQualityObserved:s1", "type": "AirQualityObserved",
-        "location": {"type": "Point", "coordinates": [116.2, 39.2]}}})
+def place(pid: str, ptype: str, parent: str | None) -> dict:
+    return {"entity": {"id": pid, "type": ptype, "place": parent, "location": CITY.box(0)}}
 
 
 def runtime(tmp_path: Path, clock: FakeClock | None = None) -> CityBrain:
@@ -38,7 +30,7 @@ def runtime(tmp_path: Path, clock: FakeClock | None = None) -> CityBrain:
 
 async def test_commands_write_state_and_events(tmp_path: Path) -> None:
     async with runtime(tmp_path) as rt:
-        await build_city(rt)
+        await build(rt, CITY)
         sensor = await rt.store.get_entity("urn:ngsi-ld:AirQualityObserved:s1")
         assert sensor is not None and sensor.place == "urn:ngsi-ld:Grid:g1"  # located by its point
         ctx = Context(actor="operator:alice", origin="city")
@@ -54,7 +46,7 @@ async def test_commands_write_state_and_events(tmp_path: Path) -> None:
 
 async def test_bad_model_input_names_the_field(tmp_path: Path) -> None:
     async with runtime(tmp_path) as rt:
-        await build_city(rt)
+        await build(rt, CITY)
         with pytest.raises(ValidationError) as err:
             await rt.execute("entity.write", place("urn:ngsi-ld:Grid:g9", "Grid", "urn:ngsi-ld:Community:nope"))
         assert err.value.field == "place" and "unknown place" in err.value.detail
@@ -76,7 +68,7 @@ async def test_bad_model_input_names_the_field(tmp_path: Path) -> None:
 async def test_ingest_validates_stores_and_survives_restart(tmp_path: Path) -> None:
     sensor = "urn:ngsi-ld:AirQualityObserved:s1"
     async with runtime(tmp_path) as rt:
-        await build_city(rt)
+        await build(rt, CITY)
         report = await rt.ports.ingest.submit([
             {"entity": sensor, "attr": "pm25", "value": 80.0, "observedAt": "2016-07-20T08:00:00Z"},
             {"entity": sensor, "observedAt": "2016-07-20T09:00:00+08:00", "values": {"pm25": 81, "pm10": 120}},

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cases.node import Node, nats_ready, pg_url, until
-from risk.test_risk import PLACES, ingest, obs  # type: ignore[import-not-found]
+from risk.test_risk import TOWN, ingest, obs  # type: ignore[import-not-found]
 
+from citybrain import testing
 from citybrain.alerts.book import AlertBook
-from citybrain.api import app as app_module
-from citybrain.api import create_app
 from citybrain.clock import FakeClock
 from citybrain.config import Settings
 from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
+from citybrain.testing import Sensor, build
 
 COMPONENTS = ["citybrain.model.commands", "citybrain.ingest.observations", "citybrain.situation", "citybrain.rules",
               "citybrain.risk", "citybrain.alerts"]
@@ -62,26 +63,14 @@ async def two_processes(tmp_path: Path, url: str, kind: str) -> AsyncIterator[tu
 
     async with Node(url, settings, COMPONENTS, kind, FakeClock("2016-07-20T00:00:00Z")) as node:
         a = await node.start()
-        for pid, ptype, parent, attrs in PLACES:
-            await a.execute("entity.write", {"entity": {"id": pid, "type": ptype, "place": parent, "attrs": attrs}})
-        for cell in ("dense", "sparse", "mid"):
-            await a.execute("entity.write", {"entity": {"id": f"urn:ngsi-ld:WeatherObserved:{cell}",
-                                                        "type": "WeatherObserved", "place": f"urn:ngsi-ld:Grid:{cell}"}})
+        await build(a, replace(TOWN, sensors=(Sensor("WeatherObserved"),)))  # the risk tests' city, rain gauges only
         b = await node.start()
         yield node, a, b
 
 
-@asynccontextmanager
-async def serve(rt: CityBrain) -> AsyncIterator[httpx.AsyncClient]:
+def serve(rt: CityBrain) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     """Return an HTTP client of one process (the alert routes)."""
-    saved = app_module.EXTENSIONS[:]
-    app_module.EXTENSIONS[:] = ["citybrain.alerts.api"]
-    try:
-        app = create_app(rt, manage_runtime=False)
-    finally:
-        app_module.EXTENSIONS[:] = saved
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        yield client
+    return testing.serve(rt, ["citybrain.alerts.api"])
 
 
 def book(rt: CityBrain) -> AlertBook:

@@ -5,65 +5,31 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from services import pg_schema_url
 
-from citybrain.api import app as app_module
-from citybrain.api import create_app
 from citybrain.clock import FakeClock
 from citybrain.config import Settings
 from citybrain.runtime import CityBrain
+from citybrain.testing import START as START  # re-exported: the case tests start the clock there
+from citybrain.testing import TestCity, build, running
 
-CITY = "urn:ngsi-ld:City:tc"
-LON0, LAT0, DLON, DLAT = 116.0, 39.8, 0.1, 0.05  # cell (i, j): lon LON0 + i*DLON, lat LAT0 + j*DLAT
-START = "2026-03-02T01:00:00Z"  # a Monday, 09:00 in Beijing
+TOWN = TestCity(city="urn:ngsi-ld:City:tc")  # 4 x 4 cells g{i}{j}, 2 x 2 per community m1..m4, districts d1, d2
+CITY = TOWN.city
 API_KEY = "test-key"
 EXTRA_RULES = """
   - {categories: [E0406], place: "urn:ngsi-ld:District:d2", lead: urban, assist: [police]}
 """
-
-
-def box(i: int, j: int) -> dict[str, Any]:
-    """Return the polygon of grid cell (i, j)."""
-    x, y = LON0 + i * DLON, LAT0 + j * DLAT
-    return {"type": "Polygon", "coordinates": [[[x, y], [x + DLON, y], [x + DLON, y + DLAT], [x, y + DLAT], [x, y]]]}
-
-
-def cell(i: int, j: int) -> str:
-    """Return the URN of grid cell (i, j)."""
-    return f"urn:ngsi-ld:Grid:g{i}{j}"
-
-
-def community(i: int, j: int) -> str:
-    """Return the community a cell is in (2 x 2 cells each)."""
-    return f"urn:ngsi-ld:Community:m{1 + i // 2 + 2 * (j // 2)}"
-
-
-def centre(i: int, j: int) -> tuple[float, float]:
-    """Return (lon, lat) of the middle of cell (i, j)."""
-    return LON0 + (i + 0.5) * DLON, LAT0 + (j + 0.5) * DLAT
+COMPONENTS = ["citybrain.model.commands", "citybrain.cases"]
+EXTENSIONS = ["citybrain.cases.api", "citybrain.open311"]  # only what this city runs
+box, cell, community, centre = TOWN.box, TOWN.cell, TOWN.community, TOWN.centre
 
 
 async def build_city(rt: CityBrain) -> None:
     """Write the places of the test city."""
-    whole = {"type": "Polygon", "coordinates": [[[116.0, 39.8], [116.4, 39.8], [116.4, 40.0], [116.0, 40.0],
-                                                 [116.0, 39.8]]]}
-
-    async def put(pid: str, ptype: str, parent: str | None, geo: dict[str, Any]) -> None:
-        await rt.execute("entity.write", {"entity": {"id": pid, "type": ptype, "place": parent, "location": geo}})
-
-    await put(CITY, "City", None, whole)
-    for d in (1, 2):
-        await put(f"urn:ngsi-ld:District:d{d}", "District", CITY, whole)
-        await put(f"urn:ngsi-ld:Subdistrict:s{d}", "Subdistrict", f"urn:ngsi-ld:District:d{d}", whole)
-    for k in (1, 2, 3, 4):
-        await put(f"urn:ngsi-ld:Community:m{k}", "Community", f"urn:ngsi-ld:Subdistrict:s{1 + (k - 1) // 2}", whole)
-    for i in range(4):
-        for j in range(4):
-            await put(cell(i, j), "Grid", community(i, j), box(i, j))
+    await build(rt, TOWN)
 
 
 STORE_URL: str | None = None  # set by `case_store` to run the city on PostgreSQL
@@ -98,22 +64,10 @@ def settings(tmp_path: Path, checker: bool = False) -> Settings:
 @asynccontextmanager
 async def city(tmp_path: Path, checker: bool = False) -> AsyncIterator[tuple[CityBrain, httpx.AsyncClient, FakeClock]]:
     """Run the test city with its HTTP API; yield (runtime, client, clock)."""
-    clock = FakeClock(START)
-    rt = CityBrain(settings(tmp_path, checker), clock=clock, components=[
-        "citybrain.model.commands", "citybrain.cases"])
-    await rt.start()
-    try:
-        await build_city(rt)
-        saved = app_module.EXTENSIONS[:]
-        app_module.EXTENSIONS[:] = ["citybrain.cases.api", "citybrain.open311"]  # only what this city runs
-        try:
-            app = create_app(rt, manage_runtime=False)
-        finally:
-            app_module.EXTENSIONS[:] = saved
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            yield rt, client, clock
-    finally:
-        await rt.stop()
+    config = settings(tmp_path, checker)
+    async with running(TOWN, directory=tmp_path, store=config.store, components=COMPONENTS, extensions=EXTENSIONS,
+                       extra=config.extra) as (rt, client, clock):
+        yield rt, client, clock
 
 
 def actor(name: str) -> dict[str, str]:

@@ -10,25 +10,23 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-from cases.casecity import START, actor, build_city, centre, settings
+from cases.casecity import COMPONENTS, EXTENSIONS, START, actor, build_city, centre, settings
 from cases.node import Node, nats_ready, pg_url
 from test_case_lifecycle import get, report, step
 
-from citybrain.api import app as app_module
-from citybrain.api import create_app
+from citybrain import testing
 from citybrain.cases import check_deadlines
 from citybrain.cases.desk import CaseDesk
 from citybrain.clock import FakeClock
 from citybrain.runtime import CityBrain
 
-COMPONENTS = ["citybrain.model.commands", "citybrain.cases"]
 SUP, CMD = "supervisor:li", "command:wang"
 
 
@@ -46,17 +44,9 @@ def bus_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@asynccontextmanager
-async def serve(rt: CityBrain) -> AsyncIterator[httpx.AsyncClient]:
+def serve(rt: CityBrain) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     """Return an HTTP client of one process (cases and Open311 routes, as casecity.city serves them)."""
-    saved = app_module.EXTENSIONS[:]
-    app_module.EXTENSIONS[:] = ["citybrain.cases.api", "citybrain.open311"]
-    try:
-        app = create_app(rt, manage_runtime=False)
-    finally:
-        app_module.EXTENSIONS[:] = saved
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield client
+    return testing.serve(rt, EXTENSIONS)
 
 
 @asynccontextmanager

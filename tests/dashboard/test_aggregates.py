@@ -11,34 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
-from citybrain.api import create_app
-from citybrain.clock import FakeClock
-from citybrain.config import Settings
 from citybrain.ledger.checkpoint import Checkpoint
 from citybrain.runtime import CityBrain
 from citybrain.store import PutDoc
+from citybrain.testing import TestCity, running
 
-CITY = "urn:ngsi-ld:City:dc"
-D1, D2 = "urn:ngsi-ld:District:d1", "urn:ngsi-ld:District:d2"
-M1, M2 = "urn:ngsi-ld:Community:m1", "urn:ngsi-ld:Community:m2"
-G1, G2 = "urn:ngsi-ld:Grid:g1", "urn:ngsi-ld:Grid:g2"
-
-
-def box(x: float, y: float, d: float = 0.1) -> dict[str, Any]:
-    return {"type": "Polygon", "coordinates": [[[x, y], [x + d, y], [x + d, y + d], [x, y + d], [x, y]]]}
-
-
-async def build_places(rt: CityBrain) -> None:
-    """City > two districts > a subdistrict each > community m1 / m2 > one grid cell each (side by side)."""
-    for pid, ptype, parent, geo in (
-            (CITY, "City", None, box(116.0, 39.9, 0.2)), (D1, "District", CITY, box(116.0, 39.9)),
-            (D2, "District", CITY, box(116.1, 39.9)),
-            ("urn:ngsi-ld:Subdistrict:s1", "Subdistrict", D1, box(116.0, 39.9)),
-            ("urn:ngsi-ld:Subdistrict:s2", "Subdistrict", D2, box(116.1, 39.9)),
-            (M1, "Community", "urn:ngsi-ld:Subdistrict:s1", box(116.0, 39.9)),
-            (M2, "Community", "urn:ngsi-ld:Subdistrict:s2", box(116.1, 39.9)),
-            (G1, "Grid", M1, box(116.0, 39.9)), (G2, "Grid", M2, box(116.1, 39.9))):
-        await rt.execute("entity.write", {"entity": {"id": pid, "type": ptype, "place": parent, "location": geo}})
+# city dc > districts d1, d2 > a subdistrict each (s1, s2) > community m1 / m2 > one grid cell each, g1 west of g2
+TOWN = TestCity(cols=2, rows=1, k=1, districts=2, city="urn:ngsi-ld:City:dc", cell_id="urn:ngsi-ld:Grid:g{n}",
+                origin=(116.0, 39.9), size=(0.1, 0.1))
+CITY, D1, D2 = TOWN.city, TOWN.district(0), TOWN.district(1)
+M1, M2 = TOWN.community(0), TOWN.community(1)
+G1, G2 = TOWN.cell(0), TOWN.cell(1)
 
 
 def actor(name: str) -> dict[str, str]:
@@ -48,15 +31,8 @@ def actor(name: str) -> dict[str, str]:
 @pytest.fixture
 async def city(tmp_path: Path) -> AsyncIterator[tuple[CityBrain, httpx.AsyncClient]]:
     """Two districts, one community and one cell each (g1 west, g2 east), with the whole API."""
-    rt = CityBrain(Settings(store=str(tmp_path / "dash.db"), bus="memory"), clock=FakeClock("2026-03-02T01:00:00Z"))
-    await rt.start()
-    try:
-        await build_places(rt)
-        app = create_app(rt, manage_runtime=False)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            yield rt, client
-    finally:
-        await rt.stop()
+    async with running(TOWN, directory=tmp_path) as (rt, client, _):
+        yield rt, client
 
 
 async def report(client: httpx.AsyncClient, lon: float, text: str, channel: str = "grid") -> dict[str, Any]:
@@ -214,28 +190,20 @@ async def test_ingest_rate_is_not_zero_on_the_first_reading(city) -> None:
 
 
 async def test_a_community_scoped_identity_sees_only_its_area(tmp_path: Path) -> None:
-    rt = CityBrain(Settings(store=str(tmp_path / "scoped.db"), bus="memory", auth="on"),
-                   clock=FakeClock("2026-03-02T01:00:00Z"))
-    await rt.start()
-    try:
-        await build_places(rt)
+    async with running(TOWN, directory=tmp_path, auth="on") as (rt, c, _):
         ctx = rt.context("admin:test")
         await rt.execute("user.add", {"name": "m1-op", "role": "community_operator", "place": M1}, ctx)
         key = {"X-API-Key": (await rt.execute("user.key", {"name": "m1-op"}, ctx))["key"]}
         for lon, text in ((116.05, "west"), (116.15, "east")):
             await rt.execute("case.intake", {"category": "C0110", "channel": "grid", "lon": lon, "lat": 39.95,
                                              "description": text}, rt.context("grid:x"))
-        app = create_app(rt, manage_runtime=False)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-            assert (await c.get("/api/v1/dashboard/cases")).status_code == 401  # deny by default
-            board = (await c.get("/api/v1/dashboard/cases", headers=key)).json()  # defaults to the own area
-            assert board["total"] == 1 and board["states"][0]["cases"][0]["title"]
-            assert [f["properties"]["place"] for f in (await c.get("/api/v1/map/cases", headers=key)).json()["features"]] == [G1]
-            for url in ("/api/v1/dashboard/cases", "/api/v1/map/cases", "/api/v1/map/resources", "/api/v1/dashboard/federation"):
-                assert (await c.get(url, params={"within": M2}, headers=key)).status_code == 403, url
-            r = await c.get("/api/v1/dashboard/trend", params={"place": CITY, "attr": "pm25"}, headers=key)
-            assert r.status_code == 403
-            assert (await c.get("/api/v1/stream", params={"scope": M2}, headers=key)).status_code == 403
-            assert (await c.get("/api/v1/stream", params={"scope": CITY}, headers=key)).status_code == 403
-    finally:
-        await rt.stop()
+        assert (await c.get("/api/v1/dashboard/cases")).status_code == 401  # deny by default
+        board = (await c.get("/api/v1/dashboard/cases", headers=key)).json()  # defaults to the own area
+        assert board["total"] == 1 and board["states"][0]["cases"][0]["title"]
+        assert [f["properties"]["place"] for f in (await c.get("/api/v1/map/cases", headers=key)).json()["features"]] == [G1]
+        for url in ("/api/v1/dashboard/cases", "/api/v1/map/cases", "/api/v1/map/resources", "/api/v1/dashboard/federation"):
+            assert (await c.get(url, params={"within": M2}, headers=key)).status_code == 403, url
+        r = await c.get("/api/v1/dashboard/trend", params={"place": CITY, "attr": "pm25"}, headers=key)
+        assert r.status_code == 403
+        assert (await c.get("/api/v1/stream", params={"scope": M2}, headers=key)).status_code == 403
+        assert (await c.get("/api/v1/stream", params={"scope": CITY}, headers=key)).status_code == 403

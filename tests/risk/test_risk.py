@@ -13,6 +13,7 @@ from citybrain.clock import FakeClock
 from citybrain.config import Settings
 from citybrain.risk.factors import Profile, level_of_score, vulnerability
 from citybrain.runtime import CityBrain
+from citybrain.testing import Sensor, TestCity, build
 
 RULES = """rules:
   - id: pm25-test
@@ -26,29 +27,29 @@ RULES = """rules:
     scope: community
     levels: {orange: {at_least: 1, of: {above: 40}}}
 """
-PLACES = [("urn:ngsi-ld:City:bj", "City", None, {}), ("urn:ngsi-ld:District:d", "District", "urn:ngsi-ld:City:bj", {}),
-          ("urn:ngsi-ld:Subdistrict:s", "Subdistrict", "urn:ngsi-ld:District:d", {}),
-          ("urn:ngsi-ld:Community:c1", "Community", "urn:ngsi-ld:Subdistrict:s", {}),
-          ("urn:ngsi-ld:Grid:dense", "Grid", "urn:ngsi-ld:Community:c1",
-           {"population": 20000, "elderly": 5000, "children": 2400, "lowLying": True, "oldBuildings": 0.7}),
-          ("urn:ngsi-ld:Grid:sparse", "Grid", "urn:ngsi-ld:Community:c1",
-           {"population": 1500, "elderly": 120, "children": 100, "lowLying": False, "oldBuildings": 0.1}),
-          ("urn:ngsi-ld:Grid:mid", "Grid", "urn:ngsi-ld:Community:c1", {"population": 8000, "elderly": 1200})]
+# city bj > district d > subdistrict s > community c1 > cells dense, sparse, mid; an air-quality sensor and a
+# weather station in each cell (tests/cases, tests/situation and tests/alerts use this city too)
+CELLS = {"dense": {"population": 20000, "elderly": 5000, "children": 2400, "lowLying": True, "oldBuildings": 0.7},
+         "sparse": {"population": 1500, "elderly": 120, "children": 100, "lowLying": False, "oldBuildings": 0.1},
+         "mid": {"population": 8000, "elderly": 1200}}
+NAMES = list(CELLS)
+TOWN = TestCity(cols=3, rows=1, k=3, districts=1, city="urn:ngsi-ld:City:bj", district_id="urn:ngsi-ld:District:d",
+                subdistrict_id="urn:ngsi-ld:Subdistrict:s", community_id="urn:ngsi-ld:Community:c{n}",
+                cell_id=lambda i, j: f"urn:ngsi-ld:Grid:{NAMES[i]}", cell_attrs=lambda i, j: CELLS[NAMES[i]],
+                geometry=False, sensors=(Sensor("AirQualityObserved"), Sensor("WeatherObserved")))
+
+PLACES = [(p["id"], p["type"], p["place"], p.get("attrs", {})) for p in TOWN.places()]  # (id, type, parent, attrs)
 
 
 async def make_city(tmp_path: Path, rules: str = RULES, **extra: object) -> CityBrain:
+    """Start the city (the caller stops it) with `rules` and component options `extra`."""
     path = tmp_path / "rules.yaml"
     path.write_text(rules)
     settings = Settings(store=str(tmp_path / "c.db"), bus="memory")
     settings.extra.update({"rules_file": str(path), "detectors": False, **extra})
     rt = CityBrain(settings, clock=FakeClock("2016-07-20T00:00:00Z"))
     await rt.start()
-    for pid, ptype, parent, attrs in PLACES:
-        await rt.execute("entity.write", {"entity": {"id": pid, "type": ptype, "place": parent, "attrs": attrs}})
-    for cell in ("dense", "sparse", "mid"):
-        for kind in ("AirQualityObserved", "WeatherObserved"):
-            await rt.execute("entity.write", {"entity": {"id": f"urn:ngsi-ld:{kind}:{cell}", "type": kind,
-                                                         "place": f"urn:ngsi-ld:Grid:{cell}"}})
+    await build(rt, TOWN)
     await rt.execute("entity.write", {"entity": {"id": "urn:ngsi-ld:Building:hospital", "type": "Building",
                                                  "place": "urn:ngsi-ld:Grid:dense", "attrs": {"critical": True}}})
     await rt.bus.drain()  # type: ignore[attr-defined]

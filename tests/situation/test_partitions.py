@@ -34,19 +34,22 @@ from citybrain.runtime import CityBrain
 from citybrain.situation.partitions import CHECKPOINTS, FORMAT, JOURNAL
 from citybrain.situation.stats import PlaceState, Quantity, merge_states
 from citybrain.situation.view import View
+from citybrain.testing import Sensor, TestCity, build
 
 START = datetime(2016, 7, 20, 0, 0, tzinfo=UTC)
-CITY, DISTRICT, SUB = "urn:ngsi-ld:City:t", "urn:ngsi-ld:District:d", "urn:ngsi-ld:Subdistrict:s"
-COMMUNITIES = [f"urn:ngsi-ld:Community:c{i}" for i in range(8)]
+# one city, district and subdistrict; eight communities c0..c7 of one cell (c{k}g) and one rain gauge (c{k}w) each
+TOWN = TestCity(cols=8, rows=1, k=1, districts=1, city="urn:ngsi-ld:City:t", cell_id="urn:ngsi-ld:Grid:c{n0}g",
+                community_id="urn:ngsi-ld:Community:c{n0}", district_id="urn:ngsi-ld:District:d",
+                subdistrict_id="urn:ngsi-ld:Subdistrict:s", geometry=False,
+                cell_attrs={"population": 5000, "elderly": 800},
+                sensors=(Sensor("WeatherObserved", "urn:ngsi-ld:WeatherObserved:c{n0}w"),))
+CITY, DISTRICT = TOWN.city, TOWN.district(0)
+COMMUNITIES = TOWN.communities()
 PARTITIONS = 4
 
 
-def cell(community: str) -> str:
-    return community.replace("Community", "Grid") + "g"
-
-
 def gauge(community: str) -> str:
-    return community.replace("Community", "WeatherObserved") + "w"
+    return TOWN.sensor(COMMUNITIES.index(community))
 
 
 def reading(community: str, k: int, mm: float = 10.0) -> dict[str, Any]:
@@ -123,19 +126,6 @@ def settings(store: str, pid: str, checkpoint: float = 0.2, **more: Any) -> Sett
     return s
 
 
-async def build_city(rt: CityBrain) -> None:
-    """One city, district and subdistrict; eight communities of one cell and one rain gauge each."""
-    w = rt.execute
-    await w("entity.write", {"entity": {"id": CITY, "type": "City"}})
-    await w("entity.write", {"entity": {"id": DISTRICT, "type": "District", "place": CITY}})
-    await w("entity.write", {"entity": {"id": SUB, "type": "Subdistrict", "place": DISTRICT}})
-    for c in COMMUNITIES:
-        await w("entity.write", {"entity": {"id": c, "type": "Community", "place": SUB}})
-        await w("entity.write", {"entity": {"id": cell(c), "type": "Grid", "place": c,
-                                            "attrs": {"population": 5000, "elderly": 800}}})
-        await w("entity.write", {"entity": {"id": gauge(c), "type": "WeatherObserved", "place": cell(c)}})
-
-
 async def rainstorm_alerts(rt: CityBrain) -> list[dict[str, Any]]:
     """The node's rainstorm alerts, as stored (every process's writes committed first)."""
     await rt.ports.alerts.outbox.flush()
@@ -189,7 +179,7 @@ async def two_processes(store: str, bus: Any, clock: FakeClock, checkpoint: floa
     """Start process a (which builds the city), then b; wait until they share the partitions."""
     a = CityBrain(settings(store, "a", checkpoint), clock=clock, bus=ProcessBus(bus))
     await a.start()
-    await build_city(a)
+    await build(a, TOWN)
     b = CityBrain(settings(store, "b", checkpoint), clock=clock, bus=ProcessBus(bus))
     await b.start()
     await wait_for(lambda: len(a.cluster.owned) == len(b.cluster.owned) == PARTITIONS // 2)
@@ -268,7 +258,7 @@ async def test_a_rule_above_community_needs_one_partition(tmp_path: Path) -> Non
     rt = CityBrain(one, clock=FakeClock("2016-07-20T00:00:00Z"))
     await rt.start()
     try:
-        await build_city(rt)
+        await build(rt, TOWN)
         signals: list[Any] = []
 
         async def sink(batch: list[Any]) -> None:
@@ -292,7 +282,7 @@ async def test_windows_continue_across_a_restart(tmp_path: Path) -> None:
     rt = CityBrain(settings(store, "solo", bus="memory"), clock=FakeClock("2016-07-20T00:00:00Z"))
     await rt.start()
     try:
-        await build_city(rt)
+        await build(rt, TOWN)
         await send([rt], community, range(6))  # 60 mm in 75 minutes: orange
         await settle(rt.bus, [rt])  # type: ignore[arg-type]
         (alert,) = await rainstorm_alerts(rt)
@@ -339,7 +329,7 @@ async def test_a_checkpoint_that_does_not_verify_is_never_unpickled(tmp_path: Pa
     rt = CityBrain(settings(store, "solo", bus="memory"), clock=FakeClock("2016-07-20T00:00:00Z"))
     await rt.start()
     try:
-        await build_city(rt)
+        await build(rt, TOWN)
         await send([rt], community, range(6))
         await settle(rt.bus, [rt])  # type: ignore[arg-type]
         n = rt.cluster.partition_of(community)
@@ -485,7 +475,7 @@ async def test_on_nats_two_processes_and_a_takeover(pg_url: str) -> None:
     b = CityBrain(settings(pg_url, "b", 60.0, **extra), clock=clock)
     try:
         await a.start()
-        await build_city(a)
+        await build(a, TOWN)
         await b.start()
         await wait_for(lambda: len(a.ports.pipeline.parts) == len(b.ports.pipeline.parts) == 2)
         community = owned_by(a)

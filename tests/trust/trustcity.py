@@ -9,17 +9,23 @@ from pathlib import Path
 import httpx
 import pytest
 
-from citybrain.api import create_app
 from citybrain.clock import FakeClock
-from citybrain.config import Settings
 from citybrain.runtime import CityBrain
+from citybrain.testing import Sensor, TestCity, build, running
 
+TRAFFIC = Sensor("TrafficFlowObserved", "urn:ngsi-ld:TrafficFlowObserved:t{n}", at=(0.4, 0.4), placed=False,
+                 attrs={"intensity": {"type": "Property", "value": 420},
+                        "averageVehicleSpeed": {"type": "Property", "value": 31.5}})
+# city bj > district d1 > subdistrict s1 > communities c1 (west, grid g1) and c2 (east, grid g2), one traffic
+# sensor (t1, t2) in each cell, located by its point
+TOWN = TestCity(cols=2, rows=1, k=1, districts=1, city="urn:ngsi-ld:City:bj", cell_id="urn:ngsi-ld:Grid:g{n}",
+                community_id="urn:ngsi-ld:Community:c{n}", origin=(116.0, 39.0), size=(0.5, 0.5), names=True,
+                sensors=(TRAFFIC,))
 SQUARE = {"type": "Polygon", "coordinates": [[[116.0, 39.0], [117.0, 39.0], [117.0, 40.0], [116.0, 40.0], [116.0, 39.0]]]}
-WEST = {"type": "Polygon", "coordinates": [[[116.0, 39.0], [116.5, 39.0], [116.5, 39.5], [116.0, 39.5], [116.0, 39.0]]]}
-EAST = {"type": "Polygon", "coordinates": [[[116.5, 39.0], [117.0, 39.0], [117.0, 39.5], [116.5, 39.5], [116.5, 39.0]]]}
-C1, C2 = "urn:ngsi-ld:Community:c1", "urn:ngsi-ld:Community:c2"
-G1, G2 = "urn:ngsi-ld:Grid:g1", "urn:ngsi-ld:Grid:g2"
-T1, T2 = "urn:ngsi-ld:TrafficFlowObserved:t1", "urn:ngsi-ld:TrafficFlowObserved:t2"
+WEST, EAST = TOWN.box(0), TOWN.box(1)
+C1, C2 = TOWN.community(0), TOWN.community(1)
+G1, G2 = TOWN.cell(0), TOWN.cell(1)
+T1, T2 = TOWN.sensor(0), TOWN.sensor(1)
 
 # role -> (department, place) scope of the test identity named after the role
 SCOPES: dict[str, tuple[str | None, str | None]] = {
@@ -36,19 +42,8 @@ def place(pid: str, ptype: str, parent: str | None, geo: dict = SQUARE) -> dict:
 
 
 async def build_city(rt: CityBrain) -> None:
-    """City bj > district d1 > subdistrict s1 > communities c1 (west, grid g1) and c2 (east, grid g2)."""
-    await rt.execute("entity.write", place("urn:ngsi-ld:City:bj", "City", None))
-    await rt.execute("entity.write", place("urn:ngsi-ld:District:d1", "District", "urn:ngsi-ld:City:bj"))
-    await rt.execute("entity.write", place("urn:ngsi-ld:Subdistrict:s1", "Subdistrict", "urn:ngsi-ld:District:d1"))
-    await rt.execute("entity.write", place(C1, "Community", "urn:ngsi-ld:Subdistrict:s1", WEST))
-    await rt.execute("entity.write", place(C2, "Community", "urn:ngsi-ld:Subdistrict:s1", EAST))
-    await rt.execute("entity.write", place(G1, "Grid", C1, WEST))
-    await rt.execute("entity.write", place(G2, "Grid", C2, EAST))
-    for sid, lon in ((T1, 116.2), (T2, 116.7)):
-        await rt.execute("entity.write", {"entity": {
-            "id": sid, "type": "TrafficFlowObserved", "location": {"type": "Point", "coordinates": [lon, 39.2]},
-            "attrs": {"intensity": {"type": "Property", "value": 420},
-                      "averageVehicleSpeed": {"type": "Property", "value": 31.5}}}})
+    """Write the trust tests' city."""
+    await build(rt, TOWN)
 
 
 @dataclass
@@ -67,18 +62,13 @@ class City:
 
 @pytest.fixture
 async def city(tmp_path: Path) -> AsyncIterator[City]:
-    clock = FakeClock("2026-03-01T08:00:00Z")
-    rt = CityBrain(Settings(store=str(tmp_path / "trust.db"), auth="on", node_id="city"), clock=clock)
-    await rt.start()
-    await build_city(rt)
-    keys: dict[str, str] = {}
-    ctx = rt.context("admin:test")
-    for role, (dept, area) in SCOPES.items():
-        name = "boss" if role == "admin" else role.replace("_", "-")
-        await rt.execute("user.add", {"name": name, "role": role, "department": dept, "place": area,
-                                      "password": f"pw-{name}" if role == "data_officer" else None}, ctx)
-        keys[role] = (await rt.execute("user.key", {"name": name}, ctx))["key"]
-    app = create_app(rt, manage_runtime=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with running(TOWN, directory=tmp_path, start="2026-03-01T08:00:00Z", auth="on",
+                       node_id="city") as (rt, client, clock):
+        keys: dict[str, str] = {}
+        ctx = rt.context("admin:test")
+        for role, (dept, area) in SCOPES.items():
+            name = "boss" if role == "admin" else role.replace("_", "-")
+            await rt.execute("user.add", {"name": name, "role": role, "department": dept, "place": area,
+                                          "password": f"pw-{name}" if role == "data_officer" else None}, ctx)
+            keys[role] = (await rt.execute("user.key", {"name": name}, ctx))["key"]
         yield City(rt, client, clock, keys)
-    await rt.stop()
