@@ -27,6 +27,9 @@ class Outcome(msgspec.Struct, kw_only=True):
 
 
 Handler = Callable[["CityBrain", Any, Context], Awaitable[Outcome]]
+# the place a command touches (an entity's, an alert's, a declared area …): a confined actor may run it only when
+# that place lies in its area; None means the whole node (refused to every confined actor)
+Locator = Callable[["CityBrain", Any], Awaitable[str | list[str | None] | None]]
 
 
 @dataclass
@@ -38,6 +41,7 @@ class CommandSpec:
     handler: Handler
     summary: str
     roles: tuple[str, ...] = field(default_factory=tuple)  # who may run it; empty = any authenticated actor
+    place: Locator | None = None  # the resource's place, judged against a confined actor's area
 
 
 class CommandRegistry:
@@ -47,12 +51,13 @@ class CommandRegistry:
         self._specs: dict[str, CommandSpec] = {}
 
     def register(
-        self, name: str, schema: type[Any], handler: Handler, summary: str, roles: tuple[str, ...] = ()
+        self, name: str, schema: type[Any], handler: Handler, summary: str, roles: tuple[str, ...] = (),
+        place: Locator | None = None,
     ) -> None:
-        """Add a command; a name can only be registered once."""
+        """Add a command; a name can only be registered once. `place` locates the resource it touches."""
         if name in self._specs:
             raise ValueError(f"command {name} registered twice")
-        self._specs[name] = CommandSpec(name, schema, handler, summary, roles)
+        self._specs[name] = CommandSpec(name, schema, handler, summary, roles, place)
 
     def get(self, name: str) -> CommandSpec:
         """Return a command by name or raise NotFound."""

@@ -20,6 +20,7 @@ from citybrain.commands import CommandRegistry, Outcome
 from citybrain.components import resolve, setups
 from citybrain.config import Settings
 from citybrain.context import Context
+from citybrain.errors import Forbidden
 from citybrain.events import Event, encode_event
 from citybrain.nodekeys import node_secret, subkey
 from citybrain.ports import Ports
@@ -96,9 +97,10 @@ class CityBrain:
         """Return the clock's current time as canonical UTC ISO 8601."""
         return iso(self.clock.now())
 
-    def context(self, actor: str = "system", parent: Context | None = None) -> Context:
-        """Return a fresh context originating on this node."""
-        return Context(actor=actor, parent_id=parent.id if parent else None, origin=self.node_id)
+    def context(self, actor: str = "system", parent: Context | None = None, area: str | None = None) -> Context:
+        """Return a fresh context originating on this node (confined to `area`, or the parent's area)."""
+        return Context(actor=actor, parent_id=parent.id if parent else None, origin=self.node_id,
+                       area=area if area is not None else (parent.area if parent else None))
 
     # lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -162,6 +164,8 @@ class CityBrain:
         spec = self.commands.get(name)
         ctx = ctx or self.context()
         command = self.commands.validate(spec, payload)
+        if ctx.area is not None and spec.place is not None:
+            await self._confine(spec.name, await spec.place(self, command), ctx.area)
         outcome: Outcome = await spec.handler(self, command, ctx)
         data = outcome.event
         if data is None:
@@ -192,6 +196,14 @@ class CityBrain:
         for follow_up in mine.events:  # in the order they committed, after their parent
             await self.publish(follow_up)
         return outcome.result
+
+    async def _confine(self, name: str, located: str | list[str | None] | None, area: str) -> None:
+        """Refuse a command any of whose resources lies outside the confined actor's area (or has no place:
+        the whole node, an entity nobody placed)."""
+        places = self.ports.find(Ports.places)
+        for place in (located if isinstance(located, list) else [located]):
+            if place is None or places is None or place not in places or not places.within(place, area):
+                raise Forbidden(f"{name}: {place or 'the whole node'} lies outside your area {area}", field="area")
 
     async def emit(self, type_: str, data: dict[str, Any], ctx: Context | None = None, record: bool = True) -> Event:
         """Record (optionally) and publish an event that is not the result of a command."""

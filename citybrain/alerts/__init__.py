@@ -20,6 +20,7 @@ from citybrain.clock import epoch, normalise_time
 from citybrain.commands import Outcome
 from citybrain.context import Context, new_id
 from citybrain.errors import Conflict, NotFound, ValidationError
+from citybrain.model.commands import current_places
 from citybrain.ports import Ports
 from citybrain.signals import LEVELS, SEVERITY
 from citybrain.store import PutDoc
@@ -168,6 +169,21 @@ async def _link(rt: CityBrain, cmd: CaseLink, ctx: Context) -> Outcome:
     return _write(rt, alert, doc, None)
 
 
+async def _locate_alert(rt: CityBrain, cmd: AlertAction | AlertEscalation | CaseLink) -> str | None:
+    """An alert command touches the alert's place (its cell, else its community); an unknown alert: none."""
+    doc = await rt.ports.alerts.fetch(cmd.alert_id)
+    if doc is None:
+        return None
+    return doc.data.get("place") or doc.data.get("community")
+
+
+async def _locate_target(rt: CityBrain, cmd: Suppression) -> list[str | None]:
+    """alert.suppress touches its target: a place itself, or an entity where it lies."""
+    if cmd.target in rt.ports.places:
+        return [cmd.target]
+    return await current_places(rt, [cmd.target]) or [None]
+
+
 async def setup(rt: CityBrain) -> None:
     """Create the alert book, feed it the signals and register the alert commands."""
     book = AlertBook(rt, float(rt.settings.extra.get("alert_resolve_after", 3600.0)))
@@ -184,8 +200,10 @@ async def setup(rt: CityBrain) -> None:
     rt.ports.alerts = book
     rt.ports.signals.sinks.append(book.on_signals)
     rt.ports.situation.listeners.append(book.on_rows)
-    rt.commands.register("alert.ack", AlertAction, _ack, "acknowledge an alert")
-    rt.commands.register("alert.escalate", AlertEscalation, _escalate, "escalate an alert (and raise its level)")
-    rt.commands.register("alert.resolve", AlertAction, _resolve, "resolve an alert")
-    rt.commands.register("alert.suppress", Suppression, _suppress, "suppress alerts of an entity/place for a period")
-    rt.commands.register("alert.link", CaseLink, _link, "record the case opened for an alert")
+    rt.commands.register("alert.ack", AlertAction, _ack, "acknowledge an alert", place=_locate_alert)
+    rt.commands.register("alert.escalate", AlertEscalation, _escalate, "escalate an alert (and raise its level)",
+                         place=_locate_alert)
+    rt.commands.register("alert.resolve", AlertAction, _resolve, "resolve an alert", place=_locate_alert)
+    rt.commands.register("alert.suppress", Suppression, _suppress, "suppress alerts of an entity/place for a period",
+                         place=_locate_target)
+    rt.commands.register("alert.link", CaseLink, _link, "record the case opened for an alert", place=_locate_alert)

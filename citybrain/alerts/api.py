@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from citybrain.alerts.book import COLLECTION, AlertBook
-from citybrain.api.routes import actor_of, json, read_json, rt_of
+from citybrain.api.routes import context_of, json, read_json, rt_of
 from citybrain.bus import Message
 from citybrain.confine import confine
 from citybrain.errors import NotFound
@@ -119,7 +119,7 @@ async def act(request: Request, alert_id: str, action: str) -> Response:
     body = await read_json(request) if await request.body() else {}
     payload = {**(body if isinstance(body, dict) else {}), "alert_id": alert_id}
     # any process: the command works on the stored alert, again on a fresh copy if a pipeline write came between
-    result = await rt.ports.own(Ports.alerts, AlertBook).run(f"alert.{action}", payload, rt.context(actor_of(request)))
+    result = await rt.ports.own(Ports.alerts, AlertBook).run(f"alert.{action}", payload, context_of(request))
     return json(result)
 
 

@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Body, Query, Request, Response
 
 from citybrain.clock import normalise_time
+from citybrain.context import Context
 from citybrain.errors import NotFound, ValidationError
 from citybrain.runtime import CityBrain
 from citybrain.store import EntityQuery
@@ -33,6 +34,14 @@ def actor_of(request: Request) -> str:
     if settings.auth != "on":
         return request.headers.get("x-citybrain-actor") or actor or "admin:local"
     return actor if isinstance(actor, str) and ident is not None and ident.role != "anonymous" else "anonymous"
+
+
+def context_of(request: Request) -> Context:
+    """Return the context of a request's commands: its actor, confined to its identity's place (auth on)."""
+    rt = rt_of(request)
+    ident = getattr(request.state, "identity", None)
+    area = getattr(ident, "place", None) if rt.settings.auth == "on" else None
+    return rt.context(actor_of(request), area=area if isinstance(area, str) else None)
 
 
 def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -128,7 +137,7 @@ async def create_entity(request: Request, mode: str = "create") -> Response:
     """Create (or upsert/replace) an entity from {id, type, attrs, place, location}."""
     rt = rt_of(request)
     body = await read_json(request)
-    ctx = rt.context(actor_of(request))
+    ctx = context_of(request)
     entity_id = await rt.execute("entity.write", {"entity": body, "mode": mode}, ctx)
     return json({"id": entity_id}, status=201, headers={"Location": f"/api/v1/entities/{entity_id}"})
 
@@ -138,7 +147,7 @@ async def patch_attrs(request: Request, entity_id: str) -> Response:
     """Merge attributes into an entity."""
     rt = rt_of(request)
     body = await read_json(request)
-    await rt.execute("entity.update", {"id": entity_id, "attrs": body}, rt.context(actor_of(request)))
+    await rt.execute("entity.update", {"id": entity_id, "attrs": body}, context_of(request))
     return Response(status_code=204)
 
 
@@ -146,7 +155,7 @@ async def patch_attrs(request: Request, entity_id: str) -> Response:
 async def remove_entity(request: Request, entity_id: str) -> Response:
     """Delete an entity (its history is kept)."""
     rt = rt_of(request)
-    await rt.execute("entity.delete", {"id": entity_id}, rt.context(actor_of(request)))
+    await rt.execute("entity.delete", {"id": entity_id}, context_of(request))
     return Response(status_code=204)
 
 
@@ -159,7 +168,7 @@ async def observations(request: Request) -> Response:
     cap = rt.settings.max_batch_items
     if len(items) > cap:
         raise ValidationError(f"body: more than {cap} observations in one request", field="body")
-    report = await rt.ports.ingest.submit(items, rt.context(actor_of(request)), "http")
+    report = await rt.ports.ingest.submit(items, context_of(request), "http")
     status = 200 if not report.rejected else (207 if report.stored else 400)
     return json(report, status=status)
 
@@ -186,7 +195,7 @@ async def replay_deadletters(request: Request) -> Response:
     """Try dead-lettered observations again (e.g. after provisioning the sensor)."""
     from citybrain.ingest.deadletters import replay
 
-    return json(await replay(rt_of(request), ctx=rt_of(request).context(actor_of(request))))
+    return json(await replay(rt_of(request), ctx=context_of(request)))
 
 
 @router.get("/commands")
@@ -199,7 +208,7 @@ async def list_commands(request: Request) -> Response:
 async def run_command(request: Request, name: str, payload: dict[str, Any] = Body(...)) -> Response:
     """Run any registered command with a JSON payload; the result is returned."""
     rt = rt_of(request)
-    ctx = rt.context(actor_of(request))
+    ctx = context_of(request)
     result = await rt.execute(name, payload, ctx)
     return json({"context": ctx.to_dict(), "result": result})
 

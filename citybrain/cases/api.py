@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 
-from citybrain.api.routes import actor_of, json, read_json, rt_of
+from citybrain.api.routes import actor_of, context_of, json, read_json, rt_of
 from citybrain.cases import views
 from citybrain.cases.deadlines import check_deadlines
 from citybrain.cases.desk import desk_of
@@ -60,7 +60,7 @@ async def report(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ValidationError("body: expected a JSON object", field="body")
-    result = await desk_of(rt).submit(body, rt.context(actor_of(request)))
+    result = await desk_of(rt).submit(body, context_of(request))
     return json(result, status=201, headers={"Location": f"/api/v1/cases/{result['id']}"})
 
 
@@ -114,7 +114,7 @@ async def case_step(request: Request, case_id: str, step: str) -> Response:
     body = await read_json(request) if raw.strip() else {}
     if not isinstance(body, dict):
         raise ValidationError("body: expected a JSON object", field="body")
-    ctx = rt.context(actor_of(request))
+    ctx = context_of(request)
     if step == "file":
         return json(await desk_of(rt).file(case_id, ctx, str(body.get("note", ""))))
     # a step that loses a race with another process (or met a stale cached copy) is tried once more on fresh state
@@ -135,7 +135,7 @@ async def apply_matter(request: Request) -> Response:
     """Apply for a one-matter service; returns the tracking number."""
     rt = rt_of(request)
     body = await read_json(request)
-    result = await rt.execute("matter.apply", body, rt.context(actor_of(request)))
+    result = await rt.execute("matter.apply", body, context_of(request))
     return json({"tracking_number": result["id"], "state": result["state"]}, status=201)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from citybrain.api.routes import actor_of, json, read_json, rt_of
+from citybrain.api.routes import context_of, json, read_json, rt_of
 from citybrain.runtime import CityBrain
 
 router = APIRouter(tags=["dispatch"])
@@ -26,7 +26,7 @@ async def incidents(request: Request, state: str | None = None) -> Response:
 async def open_incident(request: Request) -> Response:
     """Open an incident: {title, place | lon/lat, needs: [{capability, units}]}."""
     rt = rt_of(request)
-    return json(await rt.execute("incident.open", await read_json(request), rt.context(actor_of(request))), 201)
+    return json(await rt.execute("incident.open", await read_json(request), context_of(request)), 201)
 
 
 @router.post("/api/v1/dispatch/run")
@@ -34,7 +34,7 @@ async def run(request: Request) -> Response:
     """Assign available resources to open incidents at least total travel time."""
     rt = rt_of(request)
     body = await read_json(request) if await request.body() else {}
-    return json(await rt.execute("dispatch.run", body, rt.context(actor_of(request))))
+    return json(await rt.execute("dispatch.run", body, context_of(request)))
 
 
 def mount(app: FastAPI, rt: CityBrain) -> None:

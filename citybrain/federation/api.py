@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 
-from citybrain.api.routes import actor_of, json, read_json, rt_of
+from citybrain.api.routes import context_of, json, read_json, rt_of
 from citybrain.errors import ValidationError
 from citybrain.federation import directives
 from citybrain.federation.inbox import INBOX
@@ -56,11 +56,11 @@ async def link_switch(request: Request) -> Response:
 async def send(request: Request) -> Response:
     """Queue a typed message: up (community) or down to {"target"} (city)."""
     body = await read_json(request)
-    rt, fed = rt_of(request), fed_of(request)
+    fed = fed_of(request)
     kind, payload = str(body.get("kind", "")), body.get("payload") or {}
     if not kind or not isinstance(payload, dict):
         raise ValidationError("kind and an object payload are required", field="kind")
-    ctx = rt.context(actor_of(request))
+    ctx = context_of(request)
     ids = [await fed.send_up(kind, payload, ctx)] if fed.role == "community" else \
         await fed.send_down(str(body.get("target", "*")), kind, payload, ctx)
     return json({"ids": ids}, status=202)
@@ -91,7 +91,7 @@ async def issue(request: Request) -> Response:
     """Issue a directive: {"target": community URN or node id, "text": …} (city node)."""
     rt = rt_of(request)
     body = await read_json(request)
-    result = await rt.execute("directive.issue", body, rt.context(actor_of(request)))
+    result = await rt.execute("directive.issue", body, context_of(request))
     return json(result, status=201, headers={"Location": f"/api/v1/directives/{result['id']}/receipts"})
 
 
@@ -120,7 +120,7 @@ async def acknowledge(request: Request, directive_id: str, state: str) -> Respon
         body = await read_json(request)
     result = await rt.execute("directive.receipt", {"id": directive_id, "state": state,
                                                     "note": str(body.get("note", ""))},
-                              rt.context(actor_of(request)))
+                              context_of(request))
     return json(result)
 
 
@@ -138,7 +138,7 @@ async def submit(request: Request) -> Response:
     """Send a report up to the city (community node): {"text", "type", "data"}."""
     rt = rt_of(request)
     body = await read_json(request)
-    return json(await rt.execute("report.submit", body, rt.context(actor_of(request))), status=201)
+    return json(await rt.execute("report.submit", body, context_of(request)), status=201)
 
 
 def mount(app: FastAPI, rt: CityBrain) -> None:

@@ -165,10 +165,21 @@ async def waiting(rt: CityBrain) -> int:
     return sum(1 for d in found if not set(d.nodes) <= done.get(d.id, set()))
 
 
+async def _locate_target(rt: CityBrain, cmd: Issue) -> str | None:
+    """A directive touches its target: a place, or the area of the community node it names ('*': everywhere)."""
+    places = rt.ports.places
+    if cmd.target in places:
+        return cmd.target
+    fed = fed_of(rt)
+    await fed.refresh_nodes()
+    area = fed.known.get(cmd.target, {}).get("area")
+    return area if isinstance(area, str) else None
+
+
 def setup_directives(rt: CityBrain, fed: Federation) -> None:
     """Register the directive commands and message handlers."""
     rt.commands.register("directive.issue", Issue, issue, "issue a directive or notice to community nodes",
-                         roles=("admin", "city_operator", "command_centre"))
+                         roles=("admin", "city_operator", "command_centre"), place=_locate_target)
     rt.commands.register("directive.receipt", Receipt, receipt, "mark a received directive read or done")
 
     async def _directive(msg: FedMessage) -> list[Op]:

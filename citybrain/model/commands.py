@@ -187,6 +187,45 @@ async def delete_entity(rt: CityBrain, cmd: EntityRef, ctx: Context) -> Outcome:
     return Outcome(ops=[DeleteEntity(cmd.id)], result=cmd.id, event={"id": cmd.id}, after=after)
 
 
+# where the entity commands touch the city (judged against a confined actor's area) -------------------------------
+def new_place(rt: CityBrain, data: EntityInput) -> str | None:
+    """Return the place an entity written from `data` will lie in (its parent, for a place)."""
+    if data.place is not None:
+        return data.place
+    location = data.location
+    if location is None and isinstance(data.attrs.get("location"), dict):
+        location = data.attrs["location"].get("value")
+    if isinstance(location, dict) and location.get("type") == "Point":
+        try:
+            lon, lat = location["coordinates"][:2]
+            return rt.ports.places.locate(float(lon), float(lat))
+        except (KeyError, TypeError, ValueError):
+            return None
+    return None
+
+
+async def current_places(rt: CityBrain, ids: list[str]) -> list[str | None]:
+    """Return the places of the entities that exist among `ids` (None for one nobody placed)."""
+    directory: Directory = rt.ports.directory
+    await directory.resolve(ids, places=True)
+    return [directory.places.get(i) for i in ids if i in directory.types]
+
+
+async def places_written(rt: CityBrain, inputs: list[EntityInput]) -> list[str | None]:
+    """Return where writes of these entities land, and where those that exist lie now."""
+    return [new_place(rt, e) for e in inputs] + await current_places(rt, [e.id for e in inputs])
+
+
+async def locate_write(rt: CityBrain, cmd: EntityWrite) -> list[str | None]:
+    """entity.write touches the entity's new place and, when it exists, its current one."""
+    return await places_written(rt, [cmd.entity])
+
+
+async def locate_existing(rt: CityBrain, cmd: AttrsWrite | EntityRef) -> list[str | None]:
+    """entity.update / entity.delete touch the entity where it lies (an unknown id: nothing to refuse)."""
+    return await current_places(rt, [cmd.id])
+
+
 async def setup(rt: CityBrain) -> None:
     """Load the place index and the entity directory, keep them current from every process's entity events,
     and register the model commands."""
@@ -198,6 +237,9 @@ async def setup(rt: CityBrain) -> None:
     # (no durable/queue name: every process gets every event)
     await rt.bus.subscribe(ENTITY_EVENTS, directory.on_event)
     await directory.load()
-    rt.commands.register("entity.write", EntityWrite, write_entity, "create, upsert or replace an entity")
-    rt.commands.register("entity.update", AttrsWrite, update_attrs, "merge attributes into an entity")
-    rt.commands.register("entity.delete", EntityRef, delete_entity, "delete an entity (history is kept)")
+    rt.commands.register("entity.write", EntityWrite, write_entity, "create, upsert or replace an entity",
+                         place=locate_write)
+    rt.commands.register("entity.update", AttrsWrite, update_attrs, "merge attributes into an entity",
+                         place=locate_existing)
+    rt.commands.register("entity.delete", EntityRef, delete_entity, "delete an entity (history is kept)",
+                         place=locate_existing)

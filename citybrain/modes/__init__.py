@@ -190,11 +190,17 @@ async def _revert(rt: CityBrain, cmd: Revert, ctx: Context) -> Outcome:
     return board.change(cmd.area, new, ctx)
 
 
+async def _locate_area(rt: CityBrain, cmd: Declare | Revert) -> str:
+    """A mode change touches the area it names."""
+    return cmd.area
+
+
 async def setup(rt: CityBrain) -> None:
     """Load declared modes and register mode.declare and mode.revert."""
     board = ModeBoard(rt)
     await rt.bus.subscribe("cb.event.mode.changed", board.on_changed)  # before load: nothing missed between
     await board.load()
     rt.ports.modes = board
-    rt.commands.register("mode.declare", Declare, _declare, "declare an area's operating mode (and level)", ROLES)
-    rt.commands.register("mode.revert", Revert, _revert, "undo an area's last mode change", ROLES)
+    rt.commands.register("mode.declare", Declare, _declare, "declare an area's operating mode (and level)", ROLES,
+                         place=_locate_area)
+    rt.commands.register("mode.revert", Revert, _revert, "undo an area's last mode change", ROLES, place=_locate_area)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from citybrain.api.routes import actor_of, json, read_json, rt_of
+from citybrain.api.routes import context_of, json, read_json, rt_of
 from citybrain.modes import ModeBoard
 from citybrain.ports import Ports
 from citybrain.runtime import CityBrain
@@ -31,7 +31,7 @@ async def declare(request: Request) -> Response:
     """Declare an area's mode: {area, mode, level, reason}."""
     rt = rt_of(request)
     body = await read_json(request)
-    result = await rt.execute("mode.declare", body, rt.context(actor=actor_of(request)))
+    result = await rt.execute("mode.declare", body, context_of(request))
     return json(result, status=201)
 
 
@@ -40,7 +40,7 @@ async def revert(request: Request) -> Response:
     """Undo an area's last mode change: {area, reason}."""
     rt = rt_of(request)
     body = await read_json(request)
-    return json(await rt.execute("mode.revert", body, rt.context(actor=actor_of(request))))
+    return json(await rt.execute("mode.revert", body, context_of(request)))
 
 
 def mount(app: FastAPI, rt: CityBrain) -> None:

@@ -12,7 +12,14 @@ from citybrain.clock import normalise_time
 from citybrain.commands import Outcome
 from citybrain.context import Context
 from citybrain.errors import CityBrainError, NotFound, ValidationError
-from citybrain.model.commands import Directory, EntityInput, check_attrs, to_entity
+from citybrain.model.commands import (
+    Directory,
+    EntityInput,
+    check_attrs,
+    current_places,
+    places_written,
+    to_entity,
+)
 from citybrain.model.entity import Entity, ObservationRow
 from citybrain.model.types import PLACE_LEVELS
 from citybrain.ngsi.errors import BadRequestData
@@ -325,14 +332,30 @@ async def delete_subscription(rt: CityBrain, cmd: SubscriptionRef, ctx: Context)
                    event={"id": cmd.id})
 
 
+async def _locate_many(rt: CityBrain, cmd: EntitiesWrite) -> list[str | None]:
+    return await places_written(rt, cmd.entities)
+
+
+async def _locate_ids(rt: CityBrain, cmd: EntitiesDelete) -> list[str | None]:
+    return await current_places(rt, cmd.ids)
+
+
+async def _locate_one(rt: CityBrain, cmd: AttrsDelete | TemporalWrite) -> list[str | None]:
+    found = await current_places(rt, [cmd.id])
+    return found or [None]  # a temporal write may create an entity: nobody placed it, refused when confined
+
+
 def register(rt: CityBrain) -> None:
-    """Register the NGSI-LD commands on a runtime."""
-    rt.commands.register("entity.delete_attrs", AttrsDelete, delete_attrs, "delete attributes of an entity")
+    """Register the NGSI-LD commands on a runtime (each locates the entities it touches: see CommandSpec.place)."""
+    rt.commands.register("entity.delete_attrs", AttrsDelete, delete_attrs, "delete attributes of an entity",
+                         place=_locate_one)
     rt.commands.register("entity.write_many", EntitiesWrite, write_many,
-                         "create, upsert, replace or update many entities in one commit")
-    rt.commands.register("entity.delete_many", EntitiesDelete, delete_many, "delete many entities in one commit")
+                         "create, upsert, replace or update many entities in one commit", place=_locate_many)
+    rt.commands.register("entity.delete_many", EntitiesDelete, delete_many, "delete many entities in one commit",
+                         place=_locate_ids)
     rt.commands.register("entity.temporal_write", TemporalWrite, write_temporal,
-                         "add attribute instances to an entity's history, creating the entity if it is new")
+                         "add attribute instances to an entity's history, creating the entity if it is new",
+                         place=_locate_one)
     rt.commands.register("ngsi.subscription.create", SubscriptionWrite, create_subscription,
                          "create an NGSI-LD subscription")
     rt.commands.register("ngsi.subscription.update", SubscriptionChange, update_subscription,

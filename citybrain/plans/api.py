@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from citybrain.api.routes import actor_of, json, read_json, rt_of
+from citybrain.api.routes import context_of, json, read_json, rt_of
 from citybrain.errors import NotFound
 from citybrain.plans import PlanDesk
 from citybrain.plans.commands import RUNS
@@ -45,7 +45,7 @@ async def act(request: Request, action: str) -> Response:
         raise NotFound(f"unknown plan action {action!r}; one of {', '.join(ACTIONS)}", field="action")
     rt = rt_of(request)
     body = await read_json(request)
-    return json(await rt.execute(ACTIONS[action], body, rt.context(actor=actor_of(request))))
+    return json(await rt.execute(ACTIONS[action], body, context_of(request)))
 
 
 def mount(app: FastAPI, rt: CityBrain) -> None:

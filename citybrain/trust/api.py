@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 import msgspec
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 
-from citybrain.api.routes import actor_of, json, read_json, rt_of
+from citybrain.api.routes import context_of, json, read_json, rt_of
 from citybrain.confine import identity_of, scope_of
 from citybrain.errors import Forbidden, NotFound, ValidationError
 from citybrain.ports import Ports
@@ -116,7 +116,7 @@ async def dataset(request: Request, dataset_id: str) -> Response:
 async def publish(request: Request) -> Response:
     """Add or change a dataset (data officer)."""
     rt = rt_of(request)
-    result = await rt.execute("catalog.publish", await read_json(request), rt.context(actor_of(request)))
+    result = await rt.execute("catalog.publish", await read_json(request), context_of(request))
     return json(result, status=201)
 
 
@@ -135,7 +135,7 @@ async def grants(request: Request, status: str | None = None) -> Response:
 async def request_grant(request: Request) -> Response:
     """Request a grant of a dataset."""
     rt = rt_of(request)
-    result = await rt.execute("grant.request", await read_json(request), rt.context(actor_of(request)))
+    result = await rt.execute("grant.request", await read_json(request), context_of(request))
     return json(result, status=201, headers={"Location": f"/api/v1/grants/{result['id']}"})
 
 
@@ -157,7 +157,7 @@ async def decide(request: Request, grant_id: str, action: str) -> Response:
     rt = rt_of(request)
     raw = await request.body()
     body = (await read_json(request)) if raw.strip() else {}
-    result = await rt.execute(f"grant.{action}", {**body, "id": grant_id}, rt.context(actor_of(request)))
+    result = await rt.execute(f"grant.{action}", {**body, "id": grant_id}, context_of(request))
     return json(result)
 
 
@@ -181,7 +181,7 @@ async def data(request: Request, dataset_id: str, format: str = Query("json", de
     if use is not None:
         check_usable(use, ident.name, ds.id, rt.now())
         limiter.hit(use.id, use.rate_limit)
-    body, headers = await serve(rt, rt.context(actor_of(request)), ds, use, scope_of(request), format, limit)
+    body, headers = await serve(rt, context_of(request), ds, use, scope_of(request), format, limit)
     if format != "json":
         headers["Content-Disposition"] = f'attachment; filename="{ds.id}.{format}"'
     return Response(body, media_type=FORMATS[format], headers=headers)
