@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trustcity import C1, C2, G1, G2, T1, T2, City, city  # noqa: F401 - city is the fixture
+from trustcity import C1, C2, G1, G2, T1, T2, City
 
 from citybrain.signals import Signal
 
