@@ -153,6 +153,14 @@ class Ingest:
                               payload=orjson.dumps(items[r.index], default=str).decode(), time=now)
                 for r in rejected
             ])
+        if rows and ctx is not None and ctx.area is not None:
+            rows, refused = self._confine(items, rows, ctx.area)
+            if refused:  # forbidden, not missing: no dead letters for these
+                self.rejected += len(refused)
+                rejected = sorted(rejected + refused, key=lambda r: r.index)
+                by_type = Counter()
+                for row in rows:
+                    by_type[self.directory.types.get(row.entity_id, "")] += 1
         if rows:
             await self.rt.store.apply([WriteObservations(rows)])
             self.stored_by_type.update(by_type)
@@ -164,6 +172,25 @@ class Ingest:
         return IngestReport(stored=len(rows), rejected=rejected[:max(1, self.rt.settings.max_errors)],
                             by_type=dict(by_type), rejected_count=len(rejected))
 
+
+    def _confine(self, items: list[Any], rows: list[ObservationRow], area: str) -> tuple[list[ObservationRow],
+                                                                                        list[Rejection]]:
+        """Keep the rows of sensors that lie in `area` (a confined actor's: a device key for one community writes
+        that community's sensors only); return them and a rejection per item of a sensor elsewhere."""
+        places = self.rt.ports.places
+        located = self.directory.places
+
+        def inside(entity_id: str) -> bool:
+            place = located.get(entity_id)
+            return place is not None and place in places and places.within(place, area)
+
+        outside = {r.entity_id for r in rows if not inside(r.entity_id)}
+        if not outside:
+            return rows, []
+        refused = [Rejection(index=i, field="entity", error=f"entity: {item.get('entity')} lies outside your area "
+                                                              f"{area}")
+                   for i, item in enumerate(items) if isinstance(item, dict) and item.get("entity") in outside]
+        return [r for r in rows if r.entity_id not in outside], refused
 
     def partition_of(self, entity_id: str) -> int:
         """Return the pipeline partition of an entity: the one of the community its grid cell lies in."""

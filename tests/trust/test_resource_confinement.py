@@ -134,7 +134,9 @@ UNLOCATED = {
                      "case.request_exception", "case.resume", "case.verify", "case.warn", "matter.apply",
                      "plan.close", "plan.confirm", "plan.end", "plan.propose", "plan.reject", "plan.report",
                      "plan.task.ack", "plan.task.done", "plan.tasks.issue", "dispatch.release", "dispatch.run",
-                     "incident.open", "observations.ingest"), "open"),
+                     "incident.open"), "open"),
+    # judged per reading in Ingest.submit (a sensor elsewhere is a rejection, the rest is stored)
+    "observations.ingest": "confined in ingest",
 }
 
 
@@ -143,3 +145,17 @@ async def test_every_command_locates_its_resource_or_says_why_not(city: City) ->
     assert unlocated == set(UNLOCATED), (f"locate these commands' resources (place=) or list them with a reason: "
                                          f"{sorted(unlocated - set(UNLOCATED))}; listed but located now: "
                                          f"{sorted(set(UNLOCATED) - unlocated)}")
+
+
+async def test_a_device_key_of_one_community_writes_only_its_sensors(city: City) -> None:
+    h = await scoped(city, "gauges-west", "device", C1)
+    r = await city.client.post("/api/v1/observations", headers=h, json=[
+        {"entity": T1, "attr": "intensity", "value": 400, "observedAt": "2026-03-01T08:00:00Z"},
+        {"entity": T2, "attr": "intensity", "value": 999, "observedAt": "2026-03-01T08:00:00Z"}])
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert body["stored"] == 1 and [(x["index"], x["field"]) for x in body["rejected"]] == [(1, "entity")]
+    assert "outside your area" in body["rejected"][0]["error"]
+    assert 999 not in [h.value for h in await city.rt.store.history(T2, "intensity")]
+    assert 400 in [h.value for h in await city.rt.store.history(T1, "intensity")]
+    assert await city.rt.store.deadletters() == []  # refused, not waiting for a sensor: nothing to replay
