@@ -14,7 +14,7 @@ from citybrain.cases.alerts import subscribe_alerts
 from citybrain.cases.catalog import Catalog, load_catalog
 from citybrain.cases.deadlines import check_deadlines
 from citybrain.cases.desk import EVENTS, CaseDesk, desk_of
-from citybrain.cases.model import ROLES
+from citybrain.cases.model import COLLECTION, ROLES
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -48,12 +48,41 @@ def catalog_from(rt: CityBrain) -> Catalog:
     return load_catalog(files.get("catalog"), files.get("calendar"), files.get("routing"), files.get("matters"))
 
 
+async def _case_places(rt: CityBrain, ids: list[str]) -> list[str | None]:
+    """Return where the stored cases among `ids` lie (their cell, else their community); unknown ids: nothing."""
+    out: list[str | None] = []
+    for case_id in ids:
+        doc = await rt.store.get_doc(COLLECTION, case_id)
+        if doc is not None:
+            out.append(doc.data.get("place") or doc.data.get("community"))
+    return out
+
+
+async def _locate_case(rt: CityBrain, cmd: Any) -> list[str | None]:
+    """A step on a case touches the case (a merge: both cases)."""
+    return await _case_places(rt, [cmd.id, *([cmd.into] if isinstance(getattr(cmd, "into", None), str) else [])])
+
+
+async def _locate_report(rt: CityBrain, cmd: Any) -> list[str | None]:
+    """A report (or a matter) touches where it is made: its place, else the cell its point lies in."""
+    if cmd.place is not None:
+        return [cmd.place]
+    lon, lat = getattr(cmd, "lon", None), getattr(cmd, "lat", None)
+    if lon is not None and lat is not None:
+        return [rt.ports.places.locate(float(lon), float(lat))]
+    return [None]  # a confined reporter says where: a case nobody can place would be outside every area
+
+
+LOCATORS = {"case.intake": _locate_report, "matter.apply": _locate_report}
+
+
 async def setup(rt: CityBrain) -> None:
     """Register the case commands, follow case events, load open cases, listen for alerts, start the checker."""
     desk = CaseDesk(rt, catalog_from(rt))
     rt.ports.cases = desk
     for name, schema, handler, summary in COMMANDS:
-        rt.commands.register(name, schema, handler, summary, ROLES.get(name, ()))
+        rt.commands.register(name, schema, handler, summary, ROLES.get(name, ()),
+                             place=LOCATORS.get(name, _locate_case))
     for subject in EVENTS:  # every process: no durable, no queue (each keeps its own cache and index current)
         await rt.bus.subscribe(subject, desk.on_event)
     await desk.warm()  # after subscribing, so that nothing written meanwhile is missed

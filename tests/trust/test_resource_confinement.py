@@ -128,11 +128,8 @@ UNLOCATED = {
     # confined by their own handlers (the subscription's area, the node's own directive copy)
     **dict.fromkeys(("ngsi.subscription.create", "ngsi.subscription.update", "ngsi.subscription.delete",
                      "directive.receipt", "report.submit"), "confined in the handler"),
-    # still open (issue #20): cases, plans, dispatch and device readings are not yet judged on their resource
-    **dict.fromkeys(("case.accept", "case.approve_exception", "case.close", "case.dispatch", "case.escalate",
-                     "case.evaluate", "case.feedback", "case.file", "case.intake", "case.merge",
-                     "case.request_exception", "case.resume", "case.verify", "case.warn", "matter.apply",
-                     "plan.close", "plan.confirm", "plan.end", "plan.propose", "plan.reject", "plan.report",
+    # still open (issue #20): plans and dispatch are not yet judged on their resource
+    **dict.fromkeys(("plan.close", "plan.confirm", "plan.end", "plan.propose", "plan.reject", "plan.report",
                      "plan.task.ack", "plan.task.done", "plan.tasks.issue", "dispatch.release", "dispatch.run",
                      "incident.open"), "open"),
     # judged per reading in Ingest.submit (a sensor elsewhere is a rejection, the rest is stored)
@@ -159,3 +156,27 @@ async def test_a_device_key_of_one_community_writes_only_its_sensors(city: City)
     assert 999 not in [h.value for h in await city.rt.store.history(T2, "intensity")]
     assert 400 in [h.value for h in await city.rt.store.history(T1, "intensity")]
     assert await city.rt.store.deadletters() == []  # refused, not waiting for a sensor: nothing to replay
+
+
+async def test_cases_of_another_community_cannot_be_reported_or_stepped(city: City) -> None:
+    """A supervisor confined to c1 files and steps c1's cases only, and reports only where it can see."""
+    h = await scoped(city, "sup-west", "supervisor", C1)
+    admin = city.auth("admin")
+
+    async def intake(place: str, headers: dict[str, str]) -> Any:
+        return await city.client.post("/api/v1/commands/case.intake", headers=headers, json={
+            "channel": "hotline", "category": "E0101", "title": f"rubbish in {place}", "place": place})
+
+    theirs = (await intake(G2, admin)).json()["result"]["id"]
+    mine = (await intake(G1, admin)).json()["result"]["id"]
+    r = await city.client.post("/api/v1/commands/case.file", headers=h, json={"id": theirs})
+    assert r.status_code == 403 and "outside your area" in r.text, r.text
+    r = await intake(G2, h)
+    assert r.status_code == 403 and "outside your area" in r.text, r.text
+    r = await city.client.post("/api/v1/commands/case.intake", headers=h, json={
+        "channel": "grid", "category": "E0101", "title": "somewhere"})  # says nowhere where
+    assert r.status_code == 403, r.text
+    r = await city.client.post("/api/v1/commands/case.merge", headers=h, json={"id": mine, "into": theirs})
+    assert r.status_code == 403 and "outside your area" in r.text, r.text
+    r = await city.client.post("/api/v1/commands/case.file", headers=h, json={"id": mine})
+    assert r.status_code == 200, r.text
