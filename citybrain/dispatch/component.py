@@ -191,9 +191,42 @@ async def _release(rt: CityBrain, cmd: Release, ctx: Context) -> Outcome:
     return Outcome(ops=ops, result={"incident": inc["id"], "released": back})
 
 
+async def _incident_places(rt: CityBrain, ids: list[str]) -> list[str | None]:
+    out: list[str | None] = []
+    for incident_id in ids:
+        doc = await rt.store.get_doc(INCIDENTS, incident_id)
+        if doc is not None:
+            place, lon, lat = doc.data.get("place"), doc.data.get("lon"), doc.data.get("lat")
+            if place is None and lon is not None and lat is not None:
+                place = rt.ports.places.locate(float(lon), float(lat))
+            out.append(place)
+    return out
+
+
+async def _locate_open(rt: CityBrain, cmd: IncidentOpen) -> list[str | None]:
+    """An incident opens where it is: its place, else the cell of its point."""
+    if cmd.place is not None:
+        return [cmd.place]
+    if cmd.lon is not None and cmd.lat is not None:
+        return [rt.ports.places.locate(float(cmd.lon), float(cmd.lat))]
+    return [None]
+
+
+async def _locate_run(rt: CityBrain, cmd: DispatchRun) -> list[str | None]:
+    """A dispatch run touches the incidents it names (all open ones: the whole city)."""
+    return await _incident_places(rt, cmd.incidents) if cmd.incidents is not None else [None]
+
+
+async def _locate_release(rt: CityBrain, cmd: Release) -> list[str | None]:
+    return await _incident_places(rt, [cmd.incident])
+
+
 async def setup(rt: CityBrain) -> None:
     """Register the dispatch commands."""
     rt.ports.dispatch = Dispatcher(rt)
-    rt.commands.register("incident.open", IncidentOpen, _open, "open an incident that needs resources")
-    rt.commands.register("dispatch.run", DispatchRun, _run, "assign resources to open incidents (least travel time)")
-    rt.commands.register("dispatch.release", Release, _release, "close an incident and free its resources")
+    rt.commands.register("incident.open", IncidentOpen, _open, "open an incident that needs resources",
+                         place=_locate_open)
+    rt.commands.register("dispatch.run", DispatchRun, _run, "assign resources to open incidents (least travel time)",
+                         place=_locate_run)
+    rt.commands.register("dispatch.release", Release, _release, "close an incident and free its resources",
+                         place=_locate_release)

@@ -196,15 +196,44 @@ async def close(rt: CityBrain, cmd: RunRef, ctx: Context) -> Outcome:
     return _save(rt, run, version, ctx, "close", cmd.reason or "recovery over", after)
 
 
+async def _run_area(rt: CityBrain, run_id: str) -> list[str | None]:
+    doc = await rt.store.get_doc(RUNS, run_id)
+    return [doc.data.get("area")] if doc is not None else []  # an unknown run: the handler says NotFound
+
+
+async def _locate_propose(rt: CityBrain, cmd: Propose) -> list[str | None]:
+    """A proposal touches the area it names (none: the whole city)."""
+    return [cmd.area]
+
+
+async def _locate_run(rt: CityBrain, cmd: RunRef | tasks.Issue | tasks.Report) -> list[str | None]:
+    """A step on a plan run touches the run's area."""
+    return await _run_area(rt, cmd.run)
+
+
+async def _locate_task(rt: CityBrain, cmd: tasks.TaskStep) -> list[str | None]:
+    """A plan task touches its community (a community's task) or its run's area (a department's)."""
+    doc = await rt.store.get_doc(tasks.TASKS, cmd.task)
+    if doc is None:
+        return []
+    if doc.data.get("kind") == "community":
+        return [doc.data.get("assignee")]
+    return await _run_area(rt, str(doc.data.get("run")))
+
+
 def register(rt: CityBrain) -> None:
-    """Register the plan and plan-task commands."""
+    """Register the plan and plan-task commands (each judged on the area of the run or task it steps)."""
     reg = rt.commands.register
-    reg("plan.propose", Propose, propose, "propose a plan at a level (triggers, or a person)", ROLES)
-    reg("plan.confirm", RunRef, confirm, "confirm a proposed plan level (command centre)", ROLES)
-    reg("plan.reject", RunRef, reject, "reject a proposed plan", ROLES)
-    reg("plan.end", RunRef, end, "end an active plan: recovery, overrides restored, resources released", ROLES)
-    reg("plan.close", RunRef, close, "close a plan after recovery: the area returns to normal", ROLES)
-    reg("plan.tasks.issue", tasks.Issue, tasks.issue, "issue a plan run's tasks at its level", ("system",))
-    reg("plan.task.ack", tasks.TaskStep, tasks.ack, "acknowledge a plan task")
-    reg("plan.task.done", tasks.TaskStep, tasks.done, "report a plan task done")
-    reg("plan.report", tasks.Report, tasks.report, "community reports during an active plan")
+    reg("plan.propose", Propose, propose, "propose a plan at a level (triggers, or a person)", ROLES,
+        place=_locate_propose)
+    reg("plan.confirm", RunRef, confirm, "confirm a proposed plan level (command centre)", ROLES, place=_locate_run)
+    reg("plan.reject", RunRef, reject, "reject a proposed plan", ROLES, place=_locate_run)
+    reg("plan.end", RunRef, end, "end an active plan: recovery, overrides restored, resources released", ROLES,
+        place=_locate_run)
+    reg("plan.close", RunRef, close, "close a plan after recovery: the area returns to normal", ROLES,
+        place=_locate_run)
+    reg("plan.tasks.issue", tasks.Issue, tasks.issue, "issue a plan run's tasks at its level", ("system",),
+        place=_locate_run)
+    reg("plan.task.ack", tasks.TaskStep, tasks.ack, "acknowledge a plan task", place=_locate_task)
+    reg("plan.task.done", tasks.TaskStep, tasks.done, "report a plan task done", place=_locate_task)
+    reg("plan.report", tasks.Report, tasks.report, "community reports during an active plan", place=_locate_run)

@@ -128,10 +128,6 @@ UNLOCATED = {
     # confined by their own handlers (the subscription's area, the node's own directive copy)
     **dict.fromkeys(("ngsi.subscription.create", "ngsi.subscription.update", "ngsi.subscription.delete",
                      "directive.receipt", "report.submit"), "confined in the handler"),
-    # still open (issue #20): plans and dispatch are not yet judged on their resource
-    **dict.fromkeys(("plan.close", "plan.confirm", "plan.end", "plan.propose", "plan.reject", "plan.report",
-                     "plan.task.ack", "plan.task.done", "plan.tasks.issue", "dispatch.release", "dispatch.run",
-                     "incident.open"), "open"),
     # judged per reading in Ingest.submit (a sensor elsewhere is a rejection, the rest is stored)
     "observations.ingest": "confined in ingest",
 }
@@ -180,3 +176,15 @@ async def test_cases_of_another_community_cannot_be_reported_or_stepped(city: Ci
     assert r.status_code == 403 and "outside your area" in r.text, r.text
     r = await city.client.post("/api/v1/commands/case.file", headers=h, json={"id": mine})
     assert r.status_code == 200, r.text
+
+
+async def test_plans_and_dispatch_of_another_area_are_refused(city: City) -> None:
+    h = await scoped(city, "cc-east-only", "command_centre", C1)
+    r = await city.client.post("/api/v1/commands/plan.propose", headers=h,
+                               json={"plan": "rainstorm", "area": C2, "level": "IV"})
+    assert r.status_code == 403 and "outside your area" in r.text, r.text
+    r = await city.client.post("/api/v1/commands/incident.open", headers=h, json={
+        "title": "flooded underpass", "needs": [{"capability": "pump"}], "place": G2})
+    assert r.status_code == 403 and "outside your area" in r.text, r.text
+    r = await city.client.post("/api/v1/commands/dispatch.run", headers=h, json={})
+    assert r.status_code == 403 and "the whole node" in r.text, r.text  # every open incident: city-wide
