@@ -77,6 +77,24 @@ class CatalogService:
         return await list_datasets(self.rt)
 
 
+# document collections that hold credentials or node secrets (password and key hashes, device API keys, signing
+# keys, checkpoints carrying MACs), and event types whose data names them: never a dataset, whoever asks
+CREDENTIAL_COLLECTIONS = frozenset({"identities", "api_keys", "mqtt_devices", "node_keys", "pipeline_checkpoints",
+                                    "pipeline_journal", "fed_peer", "fed_state"})
+CREDENTIAL_EVENTS = ("command.user.", "command.device.")
+
+
+def credential_source(source: Source) -> str | None:
+    """Return why a dataset source would expose credentials (None when it does not)."""
+    if source.kind == "docs" and source.collection in CREDENTIAL_COLLECTIONS:
+        return f"source.collection: {source.collection} holds credentials and is never published"
+    if source.kind == "events" and (not source.type_prefix or any(
+            source.type_prefix.startswith(p) or p.startswith(source.type_prefix) for p in CREDENTIAL_EVENTS)):
+        return (f"source.type_prefix: {source.type_prefix or '(every event)'} includes identity and device events, "
+                "which name credentials; publish a narrower prefix")
+    return None
+
+
 async def publish(rt: CityBrain, cmd: Dataset, ctx: Context) -> Outcome:
     """Add or change a dataset in the catalog (data officers and admins)."""
     if role_of(ctx.actor) not in ("admin", "data_officer", "system"):
@@ -85,6 +103,9 @@ async def publish(rt: CityBrain, cmd: Dataset, ctx: Context) -> Outcome:
         raise ValidationError(f"id: {cmd.id!r} is not a valid dataset id", field="id")
     if cmd.source.kind == "docs" and not cmd.source.collection:
         raise ValidationError("source.collection: required for a docs source", field="source.collection")
+    why = credential_source(cmd.source)
+    if why is not None:
+        raise Forbidden(why, field="source")
     data: dict[str, Any] = msgspec.to_builtins(cmd)
     return Outcome(ops=[PutDoc(DATASETS, cmd.id, data)], result=data)
 

@@ -17,7 +17,7 @@ from citybrain.context import Context
 from citybrain.errors import CityBrainError, Forbidden, ValidationError
 from citybrain.ports import Ports
 from citybrain.store import EntityQuery
-from citybrain.trust.catalog import Dataset
+from citybrain.trust.catalog import Dataset, credential_source
 from citybrain.trust.grants import Grant
 
 if TYPE_CHECKING:
@@ -52,6 +52,9 @@ def area_places(rt: CityBrain, *areas: str | None) -> set[str] | None:
 async def rows_of(rt: CityBrain, ds: Dataset, places: set[str] | None, limit: int) -> list[dict[str, Any]]:
     """Return the dataset's rows as flat dicts (only rows inside `places` when given)."""
     src = ds.source
+    why = credential_source(src)
+    if why is not None:  # a dataset stored before the rule (or written around the command): still never served
+        raise Forbidden(why, field="source")
     if src.kind == "entities":
         q = EntityQuery(types=src.types or None, places=sorted(places) if places is not None else None, limit=limit)
         found = await rt.store.query_entities(q)

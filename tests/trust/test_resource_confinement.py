@@ -188,3 +188,26 @@ async def test_plans_and_dispatch_of_another_area_are_refused(city: City) -> Non
     assert r.status_code == 403 and "outside your area" in r.text, r.text
     r = await city.client.post("/api/v1/commands/dispatch.run", headers=h, json={})
     assert r.status_code == 403 and "the whole node" in r.text, r.text  # every open incident: city-wide
+
+
+async def test_collections_holding_credentials_are_never_published_or_served(city: City) -> None:
+    """A data officer could publish `identities` as an open dataset: every password and key hash downloadable."""
+    officer = city.auth("data_officer")
+    for source in ({"kind": "docs", "collection": "identities"}, {"kind": "docs", "collection": "api_keys"},
+                   {"kind": "docs", "collection": "mqtt_devices"}, {"kind": "events"},
+                   {"kind": "events", "type_prefix": "command.user."}, {"kind": "events", "type_prefix": "command."}):
+        r = await city.client.post("/api/v1/commands/catalog.publish", headers=officer, json={
+            "id": "leak", "title": "leak", "owner": "it", "classification": "open", "source": source})
+        assert r.status_code == 403 and ("never published" in r.text or "narrower prefix" in r.text), (source, r.text)
+    r = await city.client.post("/api/v1/commands/catalog.publish", headers=officer, json={
+        "id": "alert-events", "title": "alert events", "owner": "it", "classification": "open",
+        "source": {"kind": "events", "type_prefix": "command.alert."}})
+    assert r.status_code == 200, r.text
+    # a dataset stored around the command (an old node, a hand-edited store) is still never served
+    from citybrain.store import PutDoc
+
+    await city.rt.store.apply([PutDoc("catalog", "old-leak", {
+        "id": "old-leak", "title": "old", "owner": "it", "classification": "open",
+        "source": {"kind": "docs", "collection": "identities"}})])
+    r = await city.client.get("/api/v1/data/old-leak", headers=city.auth("admin"))
+    assert r.status_code == 403 and "credentials" in r.text, r.text
