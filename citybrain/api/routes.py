@@ -36,12 +36,12 @@ def actor_of(request: Request) -> str:
     return actor if isinstance(actor, str) and ident is not None and ident.role != "anonymous" else "anonymous"
 
 
-def context_of(request: Request) -> Context:
-    """Return the context of a request's commands: its actor, confined to its identity's place (auth on)."""
-    rt = rt_of(request)
+def context_of(request: Request, rt: CityBrain | None = None) -> Context:
+    """Return the context of a request's commands on `rt` (default: the node's runtime; an NGSI-LD tenant's
+    otherwise): its actor, confined to its identity's place (auth on)."""
     ident = getattr(request.state, "identity", None)
-    area = getattr(ident, "place", None) if rt.settings.auth == "on" else None
-    return rt.context(actor_of(request), area=area if isinstance(area, str) else None)
+    area = getattr(ident, "place", None) if rt_of(request).settings.auth == "on" else None
+    return (rt or rt_of(request)).context(actor_of(request), area=area if isinstance(area, str) else None)
 
 
 def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -15,6 +15,7 @@ from citybrain.cases.catalog import Catalog, load_catalog
 from citybrain.cases.deadlines import check_deadlines
 from citybrain.cases.desk import EVENTS, CaseDesk, desk_of
 from citybrain.cases.model import COLLECTION, ROLES
+from citybrain.model.commands import place_at
 
 if TYPE_CHECKING:
     from citybrain.runtime import CityBrain
@@ -65,12 +66,8 @@ async def _locate_case(rt: CityBrain, cmd: Any) -> list[str | None]:
 
 async def _locate_report(rt: CityBrain, cmd: Any) -> list[str | None]:
     """A report (or a matter) touches where it is made: its place, else the cell its point lies in."""
-    if cmd.place is not None:
-        return [cmd.place]
-    lon, lat = getattr(cmd, "lon", None), getattr(cmd, "lat", None)
-    if lon is not None and lat is not None:
-        return [rt.ports.places.locate(float(lon), float(lat))]
-    return [None]  # a confined reporter says where: a case nobody can place would be outside every area
+    # a confined reporter says where (None is refused): a case nobody can place would be outside every area
+    return [place_at(rt, cmd.place, getattr(cmd, "lon", None), getattr(cmd, "lat", None))]
 
 
 LOCATORS = {"case.intake": _locate_report, "matter.apply": _locate_report}

@@ -19,6 +19,7 @@ from citybrain.dispatch.resources import Resource, resource_of
 from citybrain.dispatch.roads import RoadGraph, graph_of_places
 from citybrain.dispatch.solver import solve
 from citybrain.errors import Conflict, NotFound, ValidationError
+from citybrain.model.commands import place_at
 from citybrain.ports import Ports
 from citybrain.store import EntityQuery, PutDoc, SetAttrs
 
@@ -196,20 +197,13 @@ async def _incident_places(rt: CityBrain, ids: list[str]) -> list[str | None]:
     for incident_id in ids:
         doc = await rt.store.get_doc(INCIDENTS, incident_id)
         if doc is not None:
-            place, lon, lat = doc.data.get("place"), doc.data.get("lon"), doc.data.get("lat")
-            if place is None and lon is not None and lat is not None:
-                place = rt.ports.places.locate(float(lon), float(lat))
-            out.append(place)
+            out.append(place_at(rt, doc.data.get("place"), doc.data.get("lon"), doc.data.get("lat")))
     return out
 
 
 async def _locate_open(rt: CityBrain, cmd: IncidentOpen) -> list[str | None]:
     """An incident opens where it is: its place, else the cell of its point."""
-    if cmd.place is not None:
-        return [cmd.place]
-    if cmd.lon is not None and cmd.lat is not None:
-        return [rt.ports.places.locate(float(cmd.lon), float(cmd.lat))]
-    return [None]
+    return [place_at(rt, cmd.place, cmd.lon, cmd.lat)]
 
 
 async def _locate_run(rt: CityBrain, cmd: DispatchRun) -> list[str | None]:

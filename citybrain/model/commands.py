@@ -188,6 +188,18 @@ async def delete_entity(rt: CityBrain, cmd: EntityRef, ctx: Context) -> Outcome:
 
 
 # where the entity commands touch the city (judged against a confined actor's area) -------------------------------
+def place_at(rt: CityBrain, place: str | None, lon: Any = None, lat: Any = None) -> str | None:
+    """Return `place` if given, else the grid cell the point (lon, lat) lies in, else None."""
+    if place is not None:
+        return place
+    if lon is None or lat is None:
+        return None
+    try:
+        return rt.ports.places.locate(float(lon), float(lat))
+    except (TypeError, ValueError):
+        return None
+
+
 def new_place(rt: CityBrain, data: EntityInput) -> str | None:
     """Return the place an entity written from `data` will lie in (its parent, for a place)."""
     if data.place is not None:
@@ -196,11 +208,9 @@ def new_place(rt: CityBrain, data: EntityInput) -> str | None:
     if location is None and isinstance(data.attrs.get("location"), dict):
         location = data.attrs["location"].get("value")
     if isinstance(location, dict) and location.get("type") == "Point":
-        try:
-            lon, lat = location["coordinates"][:2]
-            return rt.ports.places.locate(float(lon), float(lat))
-        except (KeyError, TypeError, ValueError):
-            return None
+        point = location.get("coordinates")
+        if isinstance(point, list) and len(point) >= 2:
+            return place_at(rt, None, point[0], point[1])
     return None
 
 

@@ -102,14 +102,19 @@ def client_options(url: str, share: str = "") -> ConnectOptions:
     return opts
 
 
-def _expiry(query: dict[str, list[str]]) -> int:
+def _int_param(query: dict[str, list[str]], name: str, default: int, top: int, what: str) -> int:
+    """Return the URL parameter `name` as an integer from 1 to `top`, or raise ValueError naming it."""
     try:
-        expiry = int(query.get("expiry", [str(SESSION_EXPIRY)])[0])
+        value = int(query.get(name, [str(default)])[0])
     except ValueError:
-        expiry = 0
-    if not 1 <= expiry <= 0xFFFFFFFF:
-        raise ValueError("mqtt: expiry= must be a number of seconds from 1 to 4294967295")
-    return expiry
+        value = 0
+    if not 1 <= value <= top:
+        raise ValueError(f"mqtt: {name}= must be {what} from 1 to {top}")
+    return value
+
+
+def _expiry(query: dict[str, list[str]]) -> int:
+    return _int_param(query, "expiry", SESSION_EXPIRY, 0xFFFFFFFF, "a number of seconds")
 
 
 def node_sessions(url: str, settings: Any) -> dict[int, ConnectOptions]:
@@ -126,12 +131,7 @@ def node_sessions(url: str, settings: Any) -> dict[int, ConnectOptions]:
     group = query["share"][0] if "share" in query else share_group(settings)
     if not shared_bus(settings) or not group:
         return {}
-    try:
-        count = int(query.get("sessions", [str(SESSIONS)])[0])
-    except ValueError:
-        count = 0
-    if not 1 <= count <= 1024:
-        raise ValueError("mqtt: sessions= must be a number from 1 to 1024")
+    count = _int_param(query, "sessions", SESSIONS, 1024, "a number")
     # named from shared configuration only (a per-process client_id= would leave sessions nobody resumes)
     expiry = _expiry(query)
     return {k: dataclasses.replace(base, client_id=f"{group}-{k}", clean_start=False, session_expiry=expiry)

@@ -47,17 +47,12 @@ def actor(request: Request) -> str:
     return actor_of(request)
 
 
-def confined_area(request: Request) -> str | None:
-    """Return the place the requester is confined to (its identity's place, auth on), else None."""
-    ident = getattr(request.state, "identity", None)
-    place = getattr(ident, "place", None)
-    return place if request.app.state.rt.settings.auth == "on" and isinstance(place, str) else None
-
-
 async def execute(rt: CityBrain, request: Request, name: str, payload: Any) -> Any:
     """Run a command for an NGSI-LD request; citybrain errors become NGSI-LD problems."""
     try:
-        return await rt.execute(name, payload, rt.context(actor(request), area=confined_area(request)))
+        from citybrain.api.routes import context_of
+
+        return await rt.execute(name, payload, context_of(request, rt))
     except CityBrainError as exc:
         raise from_citybrain(exc) from None
 
